@@ -1,0 +1,303 @@
+/**
+ * One connected client: the MQTT 3.1/3.1.1 state machine for a single connection. It turns frames into
+ * packets, enforces the rules of each packet, and talks to the broker; it never sees the socket itself.
+ */
+
+import { Buffer } from "node:buffer";
+import { authenticate } from "../auth/authenticate.ts";
+import {
+  type ConnectPacket,
+  encode,
+  encodeAckV3,
+  type Packet,
+  PacketDecoder,
+  peekProtocol,
+  type ProtocolVersion,
+  type PublishPacket,
+  type QoS,
+  type SubscribePacket,
+  type UnsubscribePacket,
+} from "../protocol/codec.ts";
+import { CONNACK_REASON, ConnackCode } from "../protocol/codes.ts";
+import { FrameReader } from "../protocol/frame.ts";
+import { isValidTopicFilter, isValidTopicName } from "../protocol/topic.ts";
+import type { Connection, ConnectionHandler } from "../transport/connection.ts";
+import type { Broker } from "./broker.ts";
+import type { Message } from "./message.ts";
+import type { Outlet, Session } from "./session.ts";
+
+const PROTOCOL_NAMES: Record<number, string> = { 3: "MQTT 3.1", 4: "MQTT 3.1.1", 5: "MQTT 5.0" };
+/** MQTT 3.1 caps client ids at 23 characters (3.1 spec, CONNECT payload). */
+const MQTT31_MAX_CLIENT_ID = 23;
+
+type State = "connecting" | "connected" | "closed";
+
+export class Client implements ConnectionHandler, Outlet {
+  readonly #broker: Broker;
+  readonly #conn: Connection;
+  readonly #frames: FrameReader;
+  readonly #decoder = new PacketDecoder();
+  readonly #onClose: (client: Client) => void;
+  #state: State = "connecting";
+  #version: ProtocolVersion = 4;
+  #clientId = "";
+  #session: Session | null = null;
+  #will: Message | null = null;
+  #keepAliveMs = 0;
+  #lastActivity = Date.now();
+  #timer: ReturnType<typeof setTimeout> | undefined;
+
+  /** `onClose` runs once when the connection is over, whoever ended it. */
+  constructor(broker: Broker, conn: Connection, onClose: (client: Client) => void) {
+    this.#broker = broker;
+    this.#conn = conn;
+    this.#onClose = onClose;
+    this.#frames = new FrameReader(broker.config.limits.max_packet_size);
+    const seconds = broker.config.mqtt.connect_timeout;
+    this.#timer = setTimeout(() => this.#protocolError(`no CONNECT within ${seconds}s`), seconds * 1000);
+  }
+
+  // --- ConnectionHandler -------------------------------------------------------------------------------
+
+  data(chunk: Uint8Array): void {
+    if (this.#state === "closed") return;
+    this.#lastActivity = Date.now();
+    const error = this.#frames.push(chunk, this.#onFrame);
+    if (error) this.#protocolError(error.message);
+  }
+
+  closed(): void {
+    this.#close("connection lost", true);
+  }
+
+  // --- Outlet --------------------------------------------------------------------------------------------
+
+  write(bytes: Buffer): void {
+    this.#conn.write(bytes);
+  }
+
+  get buffered(): number {
+    return this.#conn.buffered;
+  }
+
+  takeOver(): void {
+    this.#close("session taken over by a new connection with the same client id", true);
+  }
+
+  /** The broker is stopping: close without publishing the will. */
+  shutdown(): void {
+    this.#close("broker shutting down", false);
+  }
+
+  // --- Packets -------------------------------------------------------------------------------------------
+
+  readonly #onFrame = (frame: Buffer): boolean => {
+    if (this.#state === "connecting") {
+      this.#connect(frame);
+    } else {
+      const packet = this.#decoder.decode(frame);
+      if ("kind" in packet) this.#protocolError(`malformed packet: ${packet.message}`);
+      else this.#handle(packet);
+    }
+    return this.#state !== "closed";
+  };
+
+  #handle(packet: Packet): void {
+    switch (packet.cmd) {
+      case "publish":
+        return this.#publish(packet);
+      case "puback":
+        return this.#broker.delivery.acknowledged(this.#session!, packet.messageId!);
+      case "pubrec":
+        return this.#broker.delivery.received(this.#session!, packet.messageId!);
+      case "pubrel":
+        this.#session!.inboundQos2.delete(packet.messageId!);
+        return this.write(encodeAckV3("pubcomp", packet.messageId!));
+      case "pubcomp":
+        return this.#broker.delivery.completed(this.#session!, packet.messageId!);
+      case "subscribe":
+        return this.#subscribe(packet);
+      case "unsubscribe":
+        return this.#unsubscribe(packet);
+      case "pingreq":
+        return this.write(encode({ cmd: "pingresp" }, this.#version));
+      case "disconnect":
+        // A clean DISCONNECT discards the will [MQTT-3.14.4-3].
+        return this.#close("client sent DISCONNECT", false);
+      case "connect":
+        return this.#protocolError("second CONNECT on one connection [MQTT-3.1.0-2]");
+      default:
+        return this.#protocolError(`${packet.cmd.toUpperCase()} is never sent by a client`);
+    }
+  }
+
+  #connect(frame: Buffer): void {
+    if (frame[0] >> 4 !== 1) return this.#protocolError("first packet is not CONNECT [MQTT-3.1.0-1]");
+    const protocol = peekProtocol(frame);
+    if (!protocol) return this.#protocolError("malformed packet: CONNECT too short");
+    if (protocol.name !== "MQTT" && protocol.name !== "MQIsdp") {
+      return this.#protocolError(`unknown protocol name "${protocol.name}" [MQTT-3.1.2-1]`);
+    }
+    // The top bit marks a bridge (Mosquitto's try_private); the level is in the rest.
+    const level = protocol.level & 0x7f;
+    if (!(protocol.name === "MQTT" && level === 4) && !(protocol.name === "MQIsdp" && level === 3)) {
+      return this.#refuse(
+        ConnackCode.unacceptableProtocolVersion,
+        `protocol level ${level} is not supported`,
+      );
+    }
+    const packet = this.#decoder.decode(frame);
+    if ("kind" in packet) return this.#protocolError(`malformed packet: ${packet.message}`);
+    const connect = packet as ConnectPacket;
+    this.#version = level as ProtocolVersion;
+    this.#clientId = connect.clientId;
+
+    if (connect.will && !isValidTopicName(connect.will.topic)) {
+      return this.#protocolError(`invalid will topic "${connect.will.topic}"`);
+    }
+    const clean = connect.clean !== false;
+    if (
+      this.#version === 3 && (connect.clientId.length === 0 || connect.clientId.length > MQTT31_MAX_CLIENT_ID)
+    ) {
+      return this.#refuse(ConnackCode.identifierRejected, "MQTT 3.1 client ids must have 1 to 23 characters");
+    }
+    if (connect.clientId.length === 0) {
+      if (!clean) {
+        return this.#refuse(
+          ConnackCode.identifierRejected,
+          "empty client id requires clean session [MQTT-3.1.3-8]",
+        );
+      }
+      this.#clientId = `auto-${crypto.randomUUID()}`;
+    }
+    const auth = authenticate(connect, this.#broker.config.auth);
+    if (!auth.ok) return this.#refuse(auth.code, auth.reason);
+
+    const opened = this.#broker.openSession(this.#clientId, clean, this);
+    if ("refused" in opened) return this.#refuse(opened.refused, opened.reason);
+    this.#session = opened.session;
+    this.#state = "connected";
+    if (connect.will) {
+      const { topic, payload, qos = 0, retain = false } = connect.will;
+      this.#will = { topic, payload: toBytes(payload), qos, retain };
+    }
+    this.write(encode({ cmd: "connack", returnCode: 0, sessionPresent: opened.present }, this.#version));
+    this.#keepAliveMs = (connect.keepalive ?? 0) * 1000;
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    if (this.#keepAliveMs > 0) this.#armKeepAlive(this.#keepAliveMs * 1.5);
+    this.#broker.log.info(
+      `client "${this.#clientId}" connected from ${this.#peer()} (${PROTOCOL_NAMES[this.#version]}, ` +
+        `${clean ? "clean session" : opened.present ? "resumed session" : "new persistent session"}, ` +
+        `keep-alive ${connect.keepalive ?? 0}s${
+          connect.username !== undefined ? `, user "${connect.username}"` : ""
+        })`,
+    );
+    this.#broker.delivery.resume(this.#session);
+  }
+
+  #publish(packet: PublishPacket): void {
+    const { topic, qos, messageId } = packet;
+    if (!isValidTopicName(topic)) return this.#protocolError(`invalid topic name "${topic}" in PUBLISH`);
+    const broker = this.#broker;
+    broker.metrics.messagesReceived++;
+    // Only the broker publishes under $SYS; a client's message there is acknowledged and dropped.
+    const route = !topic.startsWith("$SYS");
+    if (!route) {
+      broker.metrics.droppedSysTopic++;
+      if (broker.log.debugEnabled) {
+        broker.log.debug(`client "${this.#clientId}" published to ${topic}: dropped`);
+      }
+    }
+    if (qos === 2) {
+      // Method B: deliver on first receipt; a re-sent PUBLISH with a pending id is not delivered again.
+      const pending = this.#session!.inboundQos2;
+      if (route && !pending.has(messageId!)) broker.publish(toMessage(packet));
+      pending.add(messageId!);
+      return this.write(encodeAckV3("pubrec", messageId!));
+    }
+    if (route) broker.publish(toMessage(packet));
+    if (qos === 1) this.write(encodeAckV3("puback", messageId!));
+  }
+
+  #subscribe(packet: SubscribePacket): void {
+    const invalid = packet.subscriptions.find((s) => !isValidTopicFilter(s.topic));
+    if (invalid) return this.#protocolError(`invalid topic filter "${invalid.topic}" in SUBSCRIBE`);
+    const broker = this.#broker;
+    const session = this.#session!;
+    const granted = packet.subscriptions.map((s) => Math.min(s.qos, broker.config.mqtt.max_qos) as QoS);
+    packet.subscriptions.forEach((s, i) => broker.subscribe(session, s.topic, granted[i]));
+    this.write(encode({ cmd: "suback", messageId: packet.messageId, granted }, this.#version));
+    packet.subscriptions.forEach((s, i) => broker.sendRetained(session, s.topic, granted[i]));
+    if (broker.log.debugEnabled) {
+      const list = packet.subscriptions.map((s, i) => `${s.topic} (QoS ${granted[i]})`).join(", ");
+      broker.log.debug(`client "${this.#clientId}" subscribed to ${list}`);
+    }
+  }
+
+  #unsubscribe(packet: UnsubscribePacket): void {
+    const invalid = packet.unsubscriptions.find((filter) => !isValidTopicFilter(filter));
+    if (invalid !== undefined) return this.#protocolError(`invalid topic filter "${invalid}" in UNSUBSCRIBE`);
+    for (const filter of packet.unsubscriptions) this.#broker.unsubscribe(this.#session!, filter);
+    this.write(encodeAckV3("unsuback", packet.messageId!));
+  }
+
+  // --- Keep-alive and closing ------------------------------------------------------------------------------
+
+  /** The server closes a client silent for 1.5 x its keep-alive [MQTT-3.1.2-24]. */
+  #armKeepAlive(delay: number): void {
+    this.#timer = setTimeout(() => {
+      const limit = this.#keepAliveMs * 1.5;
+      const idle = Date.now() - this.#lastActivity;
+      if (idle >= limit) {
+        this.#protocolError(`keep-alive timeout (no packet for ${Math.round(idle / 1000)}s)`);
+      } else this.#armKeepAlive(limit - idle);
+    }, delay);
+  }
+
+  /** Refuses a CONNECT: CONNACK with a non-zero return code, then close [MQTT-3.2.2-5]. */
+  #refuse(code: ConnackCode, reason: string): void {
+    this.write(encode({ cmd: "connack", returnCode: code, sessionPresent: false }, this.#version));
+    const who = this.#clientId ? `client "${this.#clientId}"` : "connection";
+    this.#broker.log.info(`${who} from ${this.#peer()} refused: ${CONNACK_REASON[code]}: ${reason}`);
+    this.#close(null, false);
+  }
+
+  /** Malformed input, a protocol violation or a timeout: close, publishing the will [MQTT-3.1.2-8]. */
+  #protocolError(reason: string): void {
+    if (this.#state === "closed") return;
+    this.#broker.metrics.protocolErrors++;
+    this.#close(reason, true);
+  }
+
+  /** Ends the connection once; `reason` null means the caller already logged why. */
+  #close(reason: string | null, publishWill: boolean): void {
+    if (this.#state === "closed") return;
+    const wasConnected = this.#state === "connected";
+    this.#state = "closed";
+    clearTimeout(this.#timer);
+    this.#conn.close();
+    if (wasConnected) {
+      const session = this.#session!;
+      if (session.outlet === this) this.#broker.detach(session);
+      if (reason) this.#broker.log.info(`client "${this.#clientId}" disconnected: ${reason}`);
+      if (publishWill && this.#will) this.#broker.publish(this.#will);
+    } else if (reason) {
+      this.#broker.log.info(`connection from ${this.#peer()} closed before CONNECT completed: ${reason}`);
+    }
+    this.#onClose(this);
+  }
+
+  #peer(): string {
+    const { address, port } = this.#conn.peer;
+    return address.includes(":") ? `[${address}]:${port}` : `${address}:${port}`;
+  }
+}
+
+function toBytes(payload: Buffer | string): Uint8Array {
+  return typeof payload === "string" ? Buffer.from(payload) : payload;
+}
+
+function toMessage(packet: PublishPacket): Message {
+  return { topic: packet.topic, payload: toBytes(packet.payload), qos: packet.qos, retain: packet.retain };
+}

@@ -1,0 +1,16 @@
+import type { Buffer } from "node:buffer";
+import type { QoS } from "../protocol/codec.ts";
+
+/**
+ * An application message as the broker routes and stores it. Immutable once created and shared by every
+ * subscriber it goes to, so a fan-out never copies the payload.
+ */
+export interface Message {
+  readonly topic: string;
+  readonly payload: Uint8Array;
+  readonly qos: QoS;
+  /** The RETAIN flag as published (the broker decides the flag on each delivery). */
+  readonly retain: boolean;
+  /** Encoded MQTT 3.1.1 PUBLISH forms, filled on first use; index `qos * 2 + (retain ? 1 : 0)`. */
+  wire?: (Buffer | undefined)[];
+}

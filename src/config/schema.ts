@@ -1,0 +1,291 @@
+/**
+ * The broker's configuration, described once as data.
+ *
+ * {@linkcode SCHEMA} is the single source for the config's TypeScript types,
+ * its defaults, its validation ({@linkcode parseConfig} in `load.ts`) and the
+ * commented default file ({@linkcode renderDefaultConfig} in `render.ts`).
+ * A new option or listener type is a new entry here and nothing else.
+ *
+ * @module
+ */
+
+/** An integer option, checked against an inclusive range. */
+export interface IntegerSchema<T extends number = number> {
+  readonly kind: "integer";
+  /** One line saying what the option does and its unit; rendered as a comment. */
+  readonly doc: string;
+  readonly min: number;
+  readonly max: number;
+  readonly default: T;
+}
+
+/** A `true` / `false` option. */
+export interface BooleanSchema {
+  readonly kind: "boolean";
+  /** One line saying what the option does; rendered as a comment. */
+  readonly doc: string;
+  readonly default: boolean;
+}
+
+/** A non-empty string option. */
+export interface StringSchema {
+  readonly kind: "string";
+  /** One line saying what the option does; rendered as a comment. */
+  readonly doc: string;
+  readonly default: string;
+}
+
+/** An option whose value is one of a fixed set of words. */
+export interface EnumSchema<T extends string = string> {
+  readonly kind: "enum";
+  /** One line saying what the option does; rendered as a comment. */
+  readonly doc: string;
+  readonly values: readonly T[];
+  readonly default: T;
+}
+
+/** An option holding a single YAML scalar. */
+export type LeafSchema = IntegerSchema | BooleanSchema | StringSchema | EnumSchema;
+
+/** The options of a mapping, in the order they are documented and rendered. */
+export type FieldsSchema = { readonly [key: string]: FieldSchema };
+
+/** A mapping of named options; each one may be left out and takes its default. */
+export interface SectionSchema<F extends FieldsSchema = FieldsSchema> {
+  readonly kind: "section";
+  /** One line saying what the section is for; rendered as a comment. */
+  readonly doc: string;
+  readonly fields: F;
+}
+
+/** One kind of list item: the fields an item has when its `type` is this kind. */
+export interface VariantSchema<F extends FieldsSchema = FieldsSchema> {
+  /** A few words naming the kind, rendered after it in the `type` comment. */
+  readonly doc: string;
+  readonly fields: F;
+}
+
+/** The kinds of list item, by the value of their `type` field. */
+export type VariantsSchema = { readonly [type: string]: VariantSchema };
+
+/**
+ * A non-empty list of mappings whose `type` field picks the fields they may
+ * have, so that adding a kind of item is adding a variant.
+ */
+export interface ListSchema<V extends VariantsSchema = VariantsSchema> {
+  readonly kind: "list";
+  /** One line saying what the list is for; rendered as a comment. */
+  readonly doc: string;
+  /** One line saying what `type` selects; the kinds are appended when rendered. */
+  readonly typeDoc: string;
+  readonly variants: V;
+  /**
+   * The `type` of an item that names none, and of the list's one item when the
+   * list is left out.
+   */
+  readonly defaultType: keyof V & string;
+  /**
+   * Items that must not share a key: `key` returns it (or `undefined` when the
+   * item cannot clash), `what` names it in the error message.
+   */
+  readonly unique?: {
+    readonly what: string;
+    // Method syntax makes the parameter bivariant, so every specific list is still a ListSchema.
+    key(item: Item<V>): string | undefined;
+  };
+}
+
+/** Any option or group of options. */
+export type FieldSchema = LeafSchema | SectionSchema | ListSchema;
+
+/** The TypeScript type of the values a schema accepts. */
+export type Infer<S> = S extends IntegerSchema<infer T> ? T
+  : S extends EnumSchema<infer T> ? T
+  : S extends BooleanSchema ? boolean
+  : S extends StringSchema ? string
+  : S extends SectionSchema<infer F> ? InferFields<F>
+  : S extends ListSchema<infer V> ? Item<V>[]
+  : never;
+
+type InferFields<F> = { -readonly [K in keyof F]: Infer<F[K]> };
+
+/** One list item: `type` plus the fields of the variant it names. */
+export type Item<V> = {
+  [T in keyof V]: V[T] extends VariantSchema<infer F>
+    // Spelled out as one mapped type, not an intersection, so hovers and errors show a plain object.
+    ? { -readonly [K in "type" | keyof F]: K extends keyof F ? Infer<F[K]> : T }
+    : never;
+}[keyof V];
+
+function integer<T extends number = number>(
+  schema: Omit<IntegerSchema<NoInfer<T>>, "kind">,
+): IntegerSchema<T> {
+  return { kind: "integer", ...schema };
+}
+
+function boolean(schema: Omit<BooleanSchema, "kind">): BooleanSchema {
+  return { kind: "boolean", ...schema };
+}
+
+function string(schema: Omit<StringSchema, "kind">): StringSchema {
+  return { kind: "string", ...schema };
+}
+
+function oneOf<const T extends string>(schema: Omit<EnumSchema<T>, "kind">): EnumSchema<T> {
+  return { kind: "enum", ...schema };
+}
+
+function section<const F extends FieldsSchema>(doc: string, fields: F): SectionSchema<F> {
+  return { kind: "section", doc, fields };
+}
+
+function list<const V extends VariantsSchema>(schema: Omit<ListSchema<V>, "kind">): ListSchema<V> {
+  return { kind: "list", ...schema };
+}
+
+/** Every option of the broker, in the order they are rendered. */
+export const SCHEMA = section("", {
+  log: section("Diagnostics the broker writes.", {
+    level: oneOf({
+      values: ["error", "warn", "info", "debug"],
+      default: "info",
+      doc: "Least severe level written to the log (stderr): error, warn, info or debug.",
+    }),
+  }),
+  listeners: list({
+    doc: "Sockets accepting MQTT clients; at least one, no two with the same host and port.",
+    typeDoc: "Kind of listener",
+    variants: {
+      tcp: {
+        doc: "MQTT over plain TCP",
+        fields: {
+          host: string({
+            default: "127.0.0.1",
+            doc: "Address to bind: 127.0.0.1 for this machine only, 0.0.0.0 or :: for every interface.",
+          }),
+          port: integer({ min: 0, max: 65535, default: 1883, doc: "TCP port; 0 picks a free port." }),
+        },
+      },
+    },
+    defaultType: "tcp",
+    unique: {
+      what: "host and port",
+      // Port 0 asks the OS for a free port, so such listeners never clash.
+      key: (l) => l.port === 0 ? undefined : `${l.host.includes(":") ? `[${l.host}]` : l.host}:${l.port}`,
+    },
+  }),
+  auth: section("Who may connect.", {
+    allow_anonymous: boolean({
+      default: true,
+      doc: "Accept clients that send no username (as Mosquitto does when it runs with no config).",
+    }),
+  }),
+  mqtt: section("MQTT protocol behaviour.", {
+    max_qos: integer<0 | 1 | 2>({
+      min: 0,
+      max: 2,
+      default: 2,
+      doc: "Highest QoS granted to a subscription; higher requests are downgraded.",
+    }),
+    connect_timeout: integer({
+      min: 1,
+      max: 3600,
+      default: 10,
+      doc: "Seconds a new connection has to send its CONNECT before it is closed.",
+    }),
+    session_expiry: integer({
+      min: 0,
+      max: 4294967295,
+      default: 7200,
+      doc:
+        "Seconds an offline persistent session (clean session 0) is kept; 0 keeps it until the broker stops.",
+    }),
+  }),
+  limits: section("Caps that keep one client or a flood of clients from exhausting the broker.", {
+    max_connections: integer({
+      min: 1,
+      max: 10_000_000,
+      default: 10_000,
+      doc: "Open client connections at most; further connections are closed at once.",
+    }),
+    max_sessions: integer({
+      min: 1,
+      max: 10_000_000,
+      default: 100_000,
+      doc:
+        "Sessions (online and offline) at most; a client that would create one more gets CONNACK 'server unavailable'.",
+    }),
+    max_packet_size: integer({
+      min: 16,
+      max: 268_435_460,
+      default: 1_048_576,
+      doc:
+        "Largest packet accepted from a client, in bytes, header included; larger ones close the connection.",
+    }),
+    max_inflight_messages: integer({
+      min: 1,
+      max: 65535,
+      default: 20,
+      doc: "QoS 1 and 2 messages sent to one client and not yet acknowledged, at most.",
+    }),
+    max_queued_messages: integer({
+      min: 1,
+      max: 10_000_000,
+      default: 1000,
+      doc:
+        "QoS 1 and 2 messages waiting for one client beyond the inflight window, at most; more are dropped and counted.",
+    }),
+    max_write_buffer: integer({
+      min: 1024,
+      max: 1_073_741_824,
+      default: 1_048_576,
+      doc: "Unsent bytes buffered per connection; QoS 0 messages beyond this are dropped and counted.",
+    }),
+    max_retained_messages: integer({
+      min: 1,
+      max: 100_000_000,
+      default: 100_000,
+      doc: "Retained messages kept at most; retaining on a new topic beyond this is refused and counted.",
+    }),
+  }),
+});
+
+/** The broker's configuration, with every option present. */
+export type Config = Infer<typeof SCHEMA>;
+/** How much the broker logs; each level includes the ones before it. */
+export type LogLevel = Config["log"]["level"];
+/** A socket the broker accepts clients on; `type` says which fields it has. */
+export type ListenerConfig = Config["listeners"][number];
+/** A listener for MQTT over plain TCP. */
+export type TcpListenerConfig = Extract<ListenerConfig, { type: "tcp" }>;
+
+/** The value a schema gives an option that is left out, freshly built so callers may keep it. */
+export function defaultOf<S extends FieldSchema>(schema: S): Infer<S>;
+export function defaultOf(schema: FieldSchema): unknown {
+  switch (schema.kind) {
+    case "section":
+      return Object.fromEntries(
+        Object.entries(schema.fields).map(([key, field]) => [key, defaultOf(field)]),
+      );
+    case "list":
+      return [itemDefaults(schema, schema.defaultType)];
+    default:
+      return schema.default;
+  }
+}
+
+/** A list item of the given type with every field at its default. */
+function itemDefaults(schema: ListSchema, type: string): Record<string, unknown> {
+  return { type, ...defaultOf(section("", schema.variants[type].fields)) };
+}
+
+function deepFreeze<T>(value: T): T {
+  if (typeof value === "object" && value !== null) {
+    Object.values(value).forEach(deepFreeze);
+    Object.freeze(value);
+  }
+  return value;
+}
+
+/** Every option at its default: what an empty config file means. Frozen, so it is safe to share. */
+export const DEFAULT_CONFIG: Config = deepFreeze(defaultOf(SCHEMA));

@@ -1,0 +1,46 @@
+/**
+ * One-line, levelled logging. Every event worth knowing is one line on stderr:
+ * `2026-11-24T22:20:01.123Z INFO  client "c1" connected from 127.0.0.1:50312`.
+ * Client mistakes are logged as a reason, never as a stack trace.
+ */
+
+import type { LogLevel } from "../config/schema.ts";
+
+const RANK: Record<LogLevel, number> = { error: 0, warn: 1, info: 2, debug: 3 };
+const LABEL: Record<LogLevel, string> = { error: "ERROR", warn: "WARN ", info: "INFO ", debug: "DEBUG" };
+
+/** Where finished lines go; tests pass an array-backed sink to read them back. */
+export type LogSink = (line: string) => void;
+
+export interface Logger {
+  error(message: string): void;
+  warn(message: string): void;
+  info(message: string): void;
+  debug(message: string): void;
+  /** True when debug lines are written, so callers can skip building expensive messages. */
+  readonly debugEnabled: boolean;
+}
+
+const encoder = new TextEncoder();
+
+/** Writes synchronously so a line is never lost when the process exits right after logging. */
+export const stderrSink: LogSink = (line) => {
+  Deno.stderr.writeSync(encoder.encode(line + "\n"));
+};
+
+export function createLogger(level: LogLevel, sink: LogSink = stderrSink): Logger {
+  const max = RANK[level];
+  const write = (at: LogLevel, message: string) => {
+    if (RANK[at] <= max) sink(`${new Date().toISOString()} ${LABEL[at]} ${message}`);
+  };
+  return {
+    error: (m) => write("error", m),
+    warn: (m) => write("warn", m),
+    info: (m) => write("info", m),
+    debug: (m) => write("debug", m),
+    debugEnabled: max >= RANK.debug,
+  };
+}
+
+/** A logger that drops everything (used by unit tests of modules that log). */
+export const silentLogger: Logger = createLogger("error", () => {});

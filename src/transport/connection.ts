@@ -1,0 +1,41 @@
+/**
+ * What every transport gives the protocol layer: bytes in, bytes out, and facts about the peer. Nothing
+ * here knows MQTT, and nothing in the protocol layer knows which transport it is on.
+ */
+
+export interface PeerInfo {
+  /** Listener type the connection arrived on, for logs. */
+  readonly transport: "tcp";
+  readonly address: string;
+  readonly port: number;
+}
+
+export interface Connection {
+  readonly peer: PeerInfo;
+  /** Bytes accepted by `write` and not yet handed to the operating system. */
+  readonly buffered: number;
+  /** Queues bytes; everything queued in one event-loop turn goes out in one write. */
+  write(bytes: Uint8Array): void;
+  /** Sends what is queued (waiting a short linger at most), then closes. Safe to call twice. */
+  close(): void;
+}
+
+/** The protocol side of a connection: told about every chunk read and, exactly once, about the end. */
+export interface ConnectionHandler {
+  data(chunk: Uint8Array): void;
+  closed(): void;
+}
+
+/** Called for each accepted connection; returning null refuses it (the transport closes it at once). */
+export type Acceptor = (connection: Connection) => ConnectionHandler | null;
+
+export interface Listener {
+  readonly type: PeerInfo["transport"];
+  readonly host: string;
+  /** The bound port (differs from the configured one when that was 0). */
+  readonly port: number;
+  /** Stops accepting; open connections are the handler's to close. */
+  close(): Promise<void>;
+  /** Resolves once every connection accepted here has ended (after the handler closed them). */
+  drained(): Promise<void>;
+}
