@@ -91,7 +91,9 @@ export class Broker {
       if (Date.now() < at) return this.#scheduleExpiry(session, at);
       this.metrics.sessionsExpired++;
       this.log.info(
-        `session "${session.clientId}" expired after ${this.config.mqtt.session_expiry}s offline`,
+        `session ${
+          JSON.stringify(session.clientId)
+        } expired after ${this.config.mqtt.session_expiry}s offline`,
       );
       this.#discard(session);
     }, Math.min(at - Date.now(), MAX_TIMER_MS));

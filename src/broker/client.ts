@@ -61,12 +61,22 @@ export class Client implements ConnectionHandler, Outlet {
 
   data(chunk: Uint8Array): void {
     if (this.#state === "closed") return;
+    // Judge the first packet by its first byte, so a stranger cannot make the broker buffer a large
+    // non-CONNECT body until the connect timeout [MQTT-3.1.0-1].
+    if (this.#state === "connecting" && this.#frames.pendingBytes === 0 && chunk[0] >> 4 !== 1) {
+      return this.#protocolError("first packet is not CONNECT [MQTT-3.1.0-1]");
+    }
     this.#lastActivity = Date.now();
     const error = this.#frames.push(chunk, this.#onFrame);
     if (error) this.#protocolError(error.message);
   }
 
   closed(): void {
+    if (this.#state === "connecting") {
+      // Health checks and port scans do this all the time; not worth an info line.
+      this.#broker.log.debug(`connection from ${this.#peer()} closed before sending CONNECT`);
+      return this.#close(null, true);
+    }
     this.#close("connection lost", true);
   }
 
@@ -132,11 +142,10 @@ export class Client implements ConnectionHandler, Outlet {
   }
 
   #connect(frame: Buffer): void {
-    if (frame[0] >> 4 !== 1) return this.#protocolError("first packet is not CONNECT [MQTT-3.1.0-1]");
     const protocol = peekProtocol(frame);
     if (!protocol) return this.#protocolError("malformed packet: CONNECT too short");
     if (protocol.name !== "MQTT" && protocol.name !== "MQIsdp") {
-      return this.#protocolError(`unknown protocol name "${protocol.name}" [MQTT-3.1.2-1]`);
+      return this.#protocolError(`unknown protocol name ${quote(protocol.name)} [MQTT-3.1.2-1]`);
     }
     // The top bit marks a bridge (Mosquitto's try_private); the level is in the rest.
     const level = protocol.level & 0x7f;
@@ -153,7 +162,7 @@ export class Client implements ConnectionHandler, Outlet {
     this.#clientId = connect.clientId;
 
     if (connect.will && !isValidTopicName(connect.will.topic)) {
-      return this.#protocolError(`invalid will topic "${connect.will.topic}"`);
+      return this.#protocolError(`invalid will topic ${quote(connect.will.topic)}`);
     }
     const clean = connect.clean !== false;
     if (
@@ -181,16 +190,18 @@ export class Client implements ConnectionHandler, Outlet {
       const { topic, payload, qos = 0, retain = false } = connect.will;
       this.#will = { topic, payload: toBytes(payload), qos, retain };
     }
-    this.write(encode({ cmd: "connack", returnCode: 0, sessionPresent: opened.present }, this.#version));
+    // MQTT 3.1 has no session-present flag: that CONNACK byte is reserved and must stay 0.
+    const sessionPresent = this.#version === 4 && opened.present;
+    this.write(encode({ cmd: "connack", returnCode: 0, sessionPresent }, this.#version));
     this.#keepAliveMs = (connect.keepalive ?? 0) * 1000;
     clearTimeout(this.#timer);
     this.#timer = undefined;
     if (this.#keepAliveMs > 0) this.#armKeepAlive(this.#keepAliveMs * 1.5);
     this.#broker.log.info(
-      `client "${this.#clientId}" connected from ${this.#peer()} (${PROTOCOL_NAMES[this.#version]}, ` +
+      `client ${quote(this.#clientId)} connected from ${this.#peer()} (${PROTOCOL_NAMES[this.#version]}, ` +
         `${clean ? "clean session" : opened.present ? "resumed session" : "new persistent session"}, ` +
         `keep-alive ${connect.keepalive ?? 0}s${
-          connect.username !== undefined ? `, user "${connect.username}"` : ""
+          connect.username !== undefined ? `, user ${quote(connect.username)}` : ""
         })`,
     );
     this.#broker.delivery.resume(this.#session);
@@ -198,31 +209,39 @@ export class Client implements ConnectionHandler, Outlet {
 
   #publish(packet: PublishPacket): void {
     const { topic, qos, messageId } = packet;
-    if (!isValidTopicName(topic)) return this.#protocolError(`invalid topic name "${topic}" in PUBLISH`);
-    const broker = this.#broker;
-    broker.metrics.messagesReceived++;
-    // Only the broker publishes under $SYS; a client's message there is acknowledged and dropped.
-    const route = !topic.startsWith("$SYS");
-    if (!route) {
-      broker.metrics.droppedSysTopic++;
-      if (broker.log.debugEnabled) {
-        broker.log.debug(`client "${this.#clientId}" published to ${topic}: dropped`);
-      }
-    }
+    if (!isValidTopicName(topic)) return this.#protocolError(`invalid topic name ${quote(topic)} in PUBLISH`);
+    this.#broker.metrics.messagesReceived++;
     if (qos === 2) {
       // Method B: deliver on first receipt; a re-sent PUBLISH with a pending id is not delivered again.
       const pending = this.#session!.inboundQos2;
-      if (route && !pending.has(messageId!)) broker.publish(toMessage(packet));
-      pending.add(messageId!);
+      if (!pending.has(messageId!)) {
+        pending.add(messageId!);
+        this.#route(toMessage(packet));
+      }
       return this.write(encodeAckV3("pubrec", messageId!));
     }
-    if (route) broker.publish(toMessage(packet));
+    this.#route(toMessage(packet));
     if (qos === 1) this.write(encodeAckV3("puback", messageId!));
+  }
+
+  /** Publishes a message from this client (a PUBLISH or its will). */
+  #route(message: Message): void {
+    // Only the broker publishes under $SYS; a client's message there is acknowledged and dropped.
+    if (message.topic === "$SYS" || message.topic.startsWith("$SYS/")) {
+      this.#broker.metrics.droppedSysTopic++;
+      if (this.#broker.log.debugEnabled) {
+        this.#broker.log.debug(
+          `client ${quote(this.#clientId)} published to ${quote(message.topic)}: dropped`,
+        );
+      }
+      return;
+    }
+    this.#broker.publish(message);
   }
 
   #subscribe(packet: SubscribePacket): void {
     const invalid = packet.subscriptions.find((s) => !isValidTopicFilter(s.topic));
-    if (invalid) return this.#protocolError(`invalid topic filter "${invalid.topic}" in SUBSCRIBE`);
+    if (invalid) return this.#protocolError(`invalid topic filter ${quote(invalid.topic)} in SUBSCRIBE`);
     const broker = this.#broker;
     const session = this.#session!;
     const granted = packet.subscriptions.map((s) => Math.min(s.qos, broker.config.mqtt.max_qos) as QoS);
@@ -230,14 +249,16 @@ export class Client implements ConnectionHandler, Outlet {
     this.write(encode({ cmd: "suback", messageId: packet.messageId, granted }, this.#version));
     packet.subscriptions.forEach((s, i) => broker.sendRetained(session, s.topic, granted[i]));
     if (broker.log.debugEnabled) {
-      const list = packet.subscriptions.map((s, i) => `${s.topic} (QoS ${granted[i]})`).join(", ");
-      broker.log.debug(`client "${this.#clientId}" subscribed to ${list}`);
+      const list = packet.subscriptions.map((s, i) => `${quote(s.topic)} (QoS ${granted[i]})`).join(", ");
+      broker.log.debug(`client ${quote(this.#clientId)} subscribed to ${list}`);
     }
   }
 
   #unsubscribe(packet: UnsubscribePacket): void {
     const invalid = packet.unsubscriptions.find((filter) => !isValidTopicFilter(filter));
-    if (invalid !== undefined) return this.#protocolError(`invalid topic filter "${invalid}" in UNSUBSCRIBE`);
+    if (invalid !== undefined) {
+      return this.#protocolError(`invalid topic filter ${quote(invalid)} in UNSUBSCRIBE`);
+    }
     for (const filter of packet.unsubscriptions) this.#broker.unsubscribe(this.#session!, filter);
     this.write(encodeAckV3("unsuback", packet.messageId!));
   }
@@ -258,7 +279,7 @@ export class Client implements ConnectionHandler, Outlet {
   /** Refuses a CONNECT: CONNACK with a non-zero return code, then close [MQTT-3.2.2-5]. */
   #refuse(code: ConnackCode, reason: string): void {
     this.write(encode({ cmd: "connack", returnCode: code, sessionPresent: false }, this.#version));
-    const who = this.#clientId ? `client "${this.#clientId}"` : "connection";
+    const who = this.#clientId ? `client ${quote(this.#clientId)}` : "connection";
     this.#broker.log.info(`${who} from ${this.#peer()} refused: ${CONNACK_REASON[code]}: ${reason}`);
     this.#close(null, false);
   }
@@ -280,8 +301,8 @@ export class Client implements ConnectionHandler, Outlet {
     if (wasConnected) {
       const session = this.#session!;
       if (session.outlet === this) this.#broker.detach(session);
-      if (reason) this.#broker.log.info(`client "${this.#clientId}" disconnected: ${reason}`);
-      if (publishWill && this.#will) this.#broker.publish(this.#will);
+      if (reason) this.#broker.log.info(`client ${quote(this.#clientId)} disconnected: ${reason}`);
+      if (publishWill && this.#will) this.#route(this.#will);
     } else if (reason) {
       this.#broker.log.info(`connection from ${this.#peer()} closed before CONNECT completed: ${reason}`);
     }
@@ -292,6 +313,14 @@ export class Client implements ConnectionHandler, Outlet {
     const { address, port } = this.#conn.peer;
     return address.includes(":") ? `[${address}]:${port}` : `${address}:${port}`;
   }
+}
+
+/**
+ * A client-supplied string for a log line: JSON-quoted so control characters cannot forge a second line,
+ * and cut short so a 64 KiB topic does not become a 64 KiB line.
+ */
+function quote(text: string, max = 120): string {
+  return JSON.stringify(text.length > max ? `${text.slice(0, max)}...` : text);
 }
 
 function toBytes(payload: Buffer | string): Uint8Array {

@@ -109,6 +109,9 @@ function checkPacket(packet: Packet, frame: Buffer): string | null {
       if (packet.password !== undefined && packet.username === undefined) {
         return "password flag set without the username flag";
       }
+      if (connectLength(packet) !== frame.length - fixedHeaderLength(frame)) {
+        return "CONNECT has bytes after its last field";
+      }
       const strings = [packet.clientId, packet.username, packet.will?.topic];
       return checkStrings(strings, frame);
     }
@@ -134,6 +137,18 @@ function checkPacket(packet: Packet, frame: Buffer): string | null {
     default:
       return null;
   }
+}
+
+/**
+ * The remaining length an MQTT 3.1/3.1.1 CONNECT with these fields has. mqtt-packet skips whatever follows
+ * the last field, so comparing this with the real length is how trailing bytes are caught.
+ */
+function connectLength(packet: ConnectPacket): number {
+  const field = (value: string | Uint8Array | undefined) =>
+    value === undefined ? 0 : 2 + (typeof value === "string" ? Buffer.byteLength(value) : value.length);
+  return field(packet.protocolId) + 4 + field(packet.clientId) +
+    (packet.will ? field(packet.will.topic) + field(packet.will.payload) : 0) +
+    field(packet.username) + field(packet.password);
 }
 
 /**
