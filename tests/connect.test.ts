@@ -6,8 +6,9 @@
 import assert from "node:assert/strict";
 import { startBroker, type TestBroker } from "./helpers/broker.ts";
 import { connectMqttJs } from "./helpers/mqttjs.ts";
-import { runMosquittoTool } from "./helpers/mosquitto.ts";
-import { RawClient, summary } from "./helpers/raw.ts";
+import { mosquittoTest, runMosquittoTool } from "./helpers/mosquitto.ts";
+import { concat, frame, u16, utf8, utf8Bytes } from "./helpers/bytes.ts";
+import { RawClient } from "./helpers/raw.ts";
 import { until, within } from "./helpers/wait.ts";
 
 // --- Local helpers -----------------------------------------------------------------------------------
@@ -44,42 +45,16 @@ function connectFrame(fields: ConnectFields): Uint8Array {
   const flags = fields.flags ??
     (CLEAN | (fields.willTopic !== undefined ? WILL : 0) | (fields.username !== undefined ? USERNAME : 0) |
       (fields.password !== undefined ? PASSWORD : 0));
-  const keepalive = fields.keepalive ?? 0;
   const parts = [
     utf8(fields.name ?? "MQTT"),
-    Uint8Array.of(fields.level ?? 4, flags, keepalive >> 8, keepalive & 0xff),
+    [fields.level ?? 4, flags, ...u16(fields.keepalive ?? 0)],
     utf8(fields.clientId ?? ""),
   ];
   if (fields.willTopic !== undefined) parts.push(utf8(fields.willTopic), utf8(fields.willPayload ?? ""));
   if (fields.username !== undefined) parts.push(utf8(fields.username));
   if (fields.password !== undefined) parts.push(utf8(fields.password));
-  if (fields.trailing) parts.push(Uint8Array.from(fields.trailing));
+  if (fields.trailing) parts.push(fields.trailing);
   return frame(0x10, concat(parts));
-}
-
-function utf8(text: string): Uint8Array {
-  const bytes = new TextEncoder().encode(text);
-  return concat([Uint8Array.of(bytes.length >> 8, bytes.length & 0xff), bytes]);
-}
-
-function frame(firstByte: number, body: Uint8Array): Uint8Array {
-  const length: number[] = [];
-  let rest = body.length;
-  do {
-    length.push((rest & 0x7f) | (rest > 0x7f ? 0x80 : 0));
-    rest >>= 7;
-  } while (rest > 0);
-  return concat([Uint8Array.of(firstByte, ...length), body]);
-}
-
-function concat(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const part of parts) {
-    out.set(part, at);
-    at += part.length;
-  }
-  return out;
 }
 
 /** Opens a connection, sends `bytes` and returns the client, for checking what the broker answers. */
@@ -89,52 +64,12 @@ async function sendRaw(broker: TestBroker, bytes: Uint8Array, version: 3 | 4 = 4
   return client;
 }
 
-/**
- * Asserts the broker closes the connection without sending anything more (no CONNACK). Fails as soon as a
- * packet arrives instead, so a broker that answers does not cost a timeout.
- */
-async function assertClosedSilently(client: RawClient): Promise<void> {
-  const outcome = await client.next().then(summary, (error: Error) => error);
-  if (!(outcome instanceof Error)) {
-    assert.fail(`the broker sent ${JSON.stringify(outcome)} instead of closing`);
-  }
-  assert.match(outcome.message, /closed the connection/);
-}
-
 /** Asserts the next packet is CONNACK with `code` and session present 0, and that the broker then closes. */
 async function assertRefused(client: RawClient, code: number): Promise<void> {
   const connack = await client.expect("connack");
   assert.equal(connack.returnCode, code);
   assert.equal(connack.sessionPresent, false, "a refused CONNACK has session present 0 [MQTT-3.2.2-4]");
-  await assertClosedSilently(client);
-}
-
-/** Sends PINGREQ and asserts PINGRESP is the next packet: the connection is open and idle. */
-async function assertAlive(client: RawClient): Promise<void> {
-  await client.send({ cmd: "pingreq" });
-  await client.expect("pingresp");
-}
-
-/** Connects and returns the CONNACK's session present flag, leaving the client connected. */
-async function sessionPresent(client: RawClient, clientId: string, clean: boolean): Promise<boolean> {
-  const connack = await client.connect({ clientId, clean });
-  assert.equal(connack.returnCode, 0);
-  return connack.sessionPresent;
-}
-
-async function subscribe(client: RawClient, topic: string, qos: 0 | 1 | 2 = 0): Promise<void> {
-  await client.send({ cmd: "subscribe", messageId: 1, subscriptions: [{ topic, qos }] });
-  await client.expect("suback");
-}
-
-async function publish0(client: RawClient, topic: string, payload: string): Promise<void> {
-  await client.send({ cmd: "publish", topic, payload, qos: 0, retain: false, dup: false });
-}
-
-/** Asserts the next packet is a PUBLISH on `topic` with `payload`. */
-async function expectMessage(client: RawClient, topic: string, payload: string): Promise<void> {
-  const got = await client.expect("publish");
-  assert.deepEqual([got.topic, got.payload.toString()], [topic, payload]);
+  await client.assertClosedSilently();
 }
 
 const port = (broker: TestBroker) => String(broker.port);
@@ -147,7 +82,7 @@ Deno.test("[MQTT-3.1.2-2] protocol name MQTT with level 4 is accepted with CONNA
   const connack = await client.expect("connack");
   assert.equal(connack.returnCode, 0);
   assert.equal(connack.sessionPresent, false);
-  await assertAlive(client);
+  await client.assertIdle();
   assert.ok(
     broker.logs.some((l) => l.includes(`client "v4" connected from 127.0.0.1:`) && l.includes("MQTT 3.1.1")),
   );
@@ -166,15 +101,18 @@ Deno.test("[MQTT-3.1.2-2] an MQTT 5 CONNECT (level 5) gets CONNACK 1, then the c
   assert.ok(broker.logs.some((l) => l.includes("refused: unacceptable protocol version")));
 });
 
-Deno.test("[MQTT-3.1.2-2] mosquitto_pub -V mqttv5 is told the protocol version is unacceptable", async () => {
-  await using broker = startBroker();
-  const result = await runMosquittoTool("mosquitto_pub", [
-    ...["-p", port(broker), "-V", "mqttv5", "-i", "mosq-v5", "-t", "a", "-m", "x"],
-  ]);
-  assert.notEqual(result.code, 0);
-  assert.match(result.stderr, /Unsupported Protocol Version/i);
-  assert.equal(broker.server.broker.sessions.size, 0);
-});
+mosquittoTest(
+  "[MQTT-3.1.2-2] mosquitto_pub -V mqttv5 is told the protocol version is unacceptable",
+  async () => {
+    await using broker = startBroker();
+    const result = await runMosquittoTool("mosquitto_pub", [
+      ...["-p", port(broker), "-V", "mqttv5", "-i", "mosq-v5", "-t", "a", "-m", "x"],
+    ]);
+    assert.notEqual(result.code, 0);
+    assert.match(result.stderr, /Unsupported Protocol Version/i);
+    assert.equal(broker.server.broker.sessions.size, 0);
+  },
+);
 
 Deno.test("[MQTT-3.1.2-2] levels that do not match the protocol name get CONNACK 1", async () => {
   await using broker = startBroker();
@@ -189,23 +127,23 @@ Deno.test("[MQTT-3.1.2-1] an unknown protocol name closes the connection without
   await using broker = startBroker();
   for (const name of ["MQTX", "mqtt", "MQIsdp3", ""]) {
     await using client = await sendRaw(broker, connectFrame({ name, clientId: "who" }));
-    await assertClosedSilently(client);
+    await client.assertClosedSilently();
   }
   assert.equal(broker.server.broker.sessions.size, 0);
   assert.ok(broker.logs.some((l) => l.includes(`unknown protocol name "MQTX"`)));
 });
 
-Deno.test("MQTT 3.1 (MQIsdp, level 3) is accepted and can subscribe and receive", async () => {
+mosquittoTest("MQTT 3.1 (MQIsdp, level 3) is accepted and can subscribe and receive", async () => {
   await using broker = startBroker();
   await using client = await sendRaw(broker, connectFrame({ name: "MQIsdp", level: 3, clientId: "old" }), 3);
   assert.equal((await client.expect("connack")).returnCode, 0);
-  await subscribe(client, "v31/#", 1);
+  await client.subscribe([["v31/#", 1]]);
   // mosquitto_pub speaking MQTT 3.1 too.
   const pub = await runMosquittoTool("mosquitto_pub", [
     ...["-p", port(broker), "-V", "mqttv31", "-i", "old-pub", "-q", "1", "-t", "v31/x", "-m", "hello"],
   ]);
   assert.equal(pub.code, 0, pub.stderr);
-  await expectMessage(client, "v31/x", "hello");
+  await client.expectPublish("v31/x", "hello");
   assert.ok(broker.logs.some((l) => l.includes(`client "old" connected`) && l.includes("(MQTT 3.1,")));
 });
 
@@ -213,7 +151,7 @@ Deno.test("the bridge bit (0x80) of the protocol level is ignored", async () => 
   await using broker = startBroker();
   await using bridge = await sendRaw(broker, connectFrame({ level: 0x84, clientId: "bridge" }));
   assert.equal((await bridge.expect("connack")).returnCode, 0);
-  await assertAlive(bridge);
+  await bridge.assertIdle();
   // With the bit masked off, 0x85 is level 5: still refused.
   await using v5 = await sendRaw(broker, connectFrame({ level: 0x85, clientId: "bridge5" }));
   await assertRefused(v5, 1);
@@ -226,14 +164,14 @@ Deno.test("[MQTT-3.1.4-1] a CONNECT split into one-byte writes is accepted", asy
     await client.sendBytes(Uint8Array.of(byte));
   }
   assert.equal((await client.expect("connack")).returnCode, 0);
-  await assertAlive(client);
+  await client.assertIdle();
 });
 
 Deno.test("[MQTT-3.1.4-1] a CONNECT with bytes after its last field closes the connection without CONNACK", async () => {
   await using broker = startBroker();
   // Flags announce no will, username or password, yet two more bytes follow the client id.
   await using client = await sendRaw(broker, connectFrame({ clientId: "surplus", trailing: [0x00, 0x00] }));
-  await assertClosedSilently(client);
+  await client.assertClosedSilently();
   assert.equal(broker.server.broker.sessions.get("surplus"), undefined);
 });
 
@@ -242,7 +180,7 @@ Deno.test("[MQTT-3.1.4-1] a CONNECT with bytes after its last field closes the c
 Deno.test("[MQTT-3.1.2-3] reserved connect flag bit 0 set closes the connection without CONNACK", async () => {
   await using broker = startBroker();
   await using client = await sendRaw(broker, connectFrame({ flags: CLEAN | RESERVED, clientId: "reserved" }));
-  await assertClosedSilently(client);
+  await client.assertClosedSilently();
   assert.equal(broker.server.broker.sessions.get("reserved"), undefined);
   await until(() => broker.server.metrics.protocolErrors === 1, "protocolErrors to count the bad CONNECT");
 });
@@ -252,7 +190,7 @@ Deno.test("[MQTT-3.1.2-11] will QoS or will retain set without the will flag clo
   const badFlags = [CLEAN | (1 << WILL_QOS_SHIFT), CLEAN | (2 << WILL_QOS_SHIFT), CLEAN | WILL_RETAIN];
   for (const flags of badFlags) {
     await using client = await sendRaw(broker, connectFrame({ flags, clientId: "nowill" }));
-    await assertClosedSilently(client);
+    await client.assertClosedSilently();
   }
   assert.equal(broker.server.broker.sessions.size, 0);
 });
@@ -264,7 +202,7 @@ Deno.test("[MQTT-3.1.2-14] will QoS 3 closes the connection without CONNACK", as
     broker,
     connectFrame({ flags, clientId: "q3", willTopic: "w", willPayload: "x" }),
   );
-  await assertClosedSilently(client);
+  await client.assertClosedSilently();
   assert.equal(broker.server.broker.sessions.size, 0);
 });
 
@@ -279,8 +217,7 @@ Deno.test("[MQTT-3.1.2-9] every valid will QoS and will retain combination is ac
         connectFrame({ flags, clientId, willTopic: "w/t", willPayload: "p" }),
       );
       assert.equal((await client.expect("connack")).returnCode, 0, clientId);
-      await client.send({ cmd: "disconnect" });
-      await client.closedByBroker();
+      await client.disconnect();
     }
   }
 });
@@ -292,7 +229,7 @@ Deno.test("[MQTT-3.3.2-2] a will topic with wildcards, or empty [MQTT-4.7.3-1], 
       broker,
       connectFrame({ clientId: "badwill", willTopic, willPayload: "x" }),
     );
-    await assertClosedSilently(client);
+    await client.assertClosedSilently();
   }
   assert.equal(broker.server.broker.sessions.size, 0);
 });
@@ -301,7 +238,7 @@ Deno.test("[MQTT-3.1.2-22] password flag without username flag closes the connec
   await using broker = startBroker();
   const flags = CLEAN | PASSWORD;
   await using client = await sendRaw(broker, connectFrame({ flags, clientId: "pw", password: "secret" }));
-  await assertClosedSilently(client);
+  await client.assertClosedSilently();
   assert.equal(broker.server.broker.sessions.size, 0);
   // Username and password together are fine while anonymous access is allowed.
   await using both = await sendRaw(broker, connectFrame({ clientId: "pw2", username: "u", password: "p" }));
@@ -322,12 +259,12 @@ Deno.test("[MQTT-3.1.3-6] an empty client id with clean session 1 gets a unique 
     assert.match(id, /^auto-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/);
   }
   // Two anonymous clients are two sessions: neither took the other over, and both route messages.
-  await subscribe(first, "anon/1");
-  await publish0(second, "anon/1", "to first");
-  await expectMessage(first, "anon/1", "to first");
-  await subscribe(second, "anon/2");
-  await publish0(first, "anon/2", "to second");
-  await expectMessage(second, "anon/2", "to second");
+  await first.subscribe([["anon/1", 0]]);
+  await second.publish("anon/1", "to first");
+  await first.expectPublish("anon/1", "to first");
+  await second.subscribe([["anon/2", 0]]);
+  await first.publish("anon/2", "to second");
+  await second.expectPublish("anon/2", "to second");
 });
 
 Deno.test("[MQTT-3.1.3-8] an empty client id with clean session 0 gets CONNACK 2, then close", async () => {
@@ -357,24 +294,27 @@ Deno.test("[MQTT-3.1.3-9] MQTT 3.1 client ids must have 1 to 23 characters, else
   assert.deepEqual([...broker.server.broker.sessions.values()].map((s) => s.clientId), ["y".repeat(23)]);
 });
 
-Deno.test("[MQTT-3.1.3-9] mosquitto_pub -V mqttv31 with a 24-character id is refused, 23 characters work", async () => {
-  await using broker = startBroker();
-  const args = (id: string) => ["-p", port(broker), "-V", "mqttv31", "-i", id, "-t", "ids", "-m", id];
-  const refused = await runMosquittoTool("mosquitto_pub", args("a".repeat(24)));
-  assert.notEqual(refused.code, 0);
-  assert.match(refused.stderr, /identifier rejected/);
-  await using watcher = await RawClient.connected(broker.port, { clientId: "watcher" });
-  await subscribe(watcher, "ids");
-  const accepted = await runMosquittoTool("mosquitto_pub", args("b".repeat(23)));
-  assert.equal(accepted.code, 0, accepted.stderr);
-  await expectMessage(watcher, "ids", "b".repeat(23));
-});
+mosquittoTest(
+  "[MQTT-3.1.3-9] mosquitto_pub -V mqttv31 with a 24-character id is refused, 23 characters work",
+  async () => {
+    await using broker = startBroker();
+    const args = (id: string) => ["-p", port(broker), "-V", "mqttv31", "-i", id, "-t", "ids", "-m", id];
+    const refused = await runMosquittoTool("mosquitto_pub", args("a".repeat(24)));
+    assert.notEqual(refused.code, 0);
+    assert.match(refused.stderr, /identifier rejected/);
+    await using watcher = await RawClient.connected(broker.port, { clientId: "watcher" });
+    await watcher.subscribe([["ids", 0]]);
+    const accepted = await runMosquittoTool("mosquitto_pub", args("b".repeat(23)));
+    assert.equal(accepted.code, 0, accepted.stderr);
+    await watcher.expectPublish("ids", "b".repeat(23));
+  },
+);
 
 Deno.test("a 3.1.1 client id longer than 23 characters is accepted", async () => {
   await using broker = startBroker();
   const clientId = "a-rather-long-client-identifier-of-3.1.1";
   await using client = await RawClient.connected(broker.port, { clientId });
-  await assertAlive(client);
+  await client.assertIdle();
   assert.ok(broker.server.broker.sessions.get(clientId));
 });
 
@@ -383,21 +323,21 @@ Deno.test("a 3.1.1 client id longer than 23 characters is accepted", async () =>
 Deno.test("[MQTT-3.1.0-1] a first packet other than CONNECT closes the connection without CONNACK", async () => {
   await using broker = startBroker();
   await using watcher = await RawClient.connected(broker.port, { clientId: "watcher" });
-  await subscribe(watcher, "first/#");
-  const publish = frame(0x30, concat([utf8("first/early"), new TextEncoder().encode("sneaky")]));
+  await watcher.subscribe([["first/#", 0]]);
+  const publish = frame(0x30, [...utf8("first/early"), ...utf8Bytes("sneaky")]);
   for (
     const bytes of [
       publish,
       Uint8Array.of(0xc0, 0),
-      frame(0x82, concat([Uint8Array.of(0, 1), utf8("#"), Uint8Array.of(0)])),
+      frame(0x82, [...u16(1), ...utf8("#"), 0]),
     ]
   ) {
     await using client = await sendRaw(broker, bytes);
-    await assertClosedSilently(client);
+    await client.assertClosedSilently();
   }
   // The early PUBLISH was not routed: the next message the watcher sees is this marker.
-  await publish0(watcher, "first/marker", "marker");
-  await expectMessage(watcher, "first/marker", "marker");
+  await watcher.publish("first/marker", "marker");
+  await watcher.expectPublish("first/marker", "marker");
   assert.ok(broker.logs.some((l) => l.includes("first packet is not CONNECT")));
 });
 
@@ -405,8 +345,8 @@ Deno.test("[MQTT-3.1.0-2] a second CONNECT on a connection closes it", async () 
   await using broker = startBroker();
   await using client = await RawClient.connected(broker.port, { clientId: "twice" });
   await client.sendBytes(connectFrame({ clientId: "twice" }));
-  await assertClosedSilently(client);
-  assert.ok(broker.logs.some((l) => l.includes(`client "twice" disconnected: second CONNECT`)));
+  await client.assertClosedSilently();
+  assert.ok(broker.loggedDisconnect("twice", "second CONNECT"));
   assert.equal(broker.server.broker.sessions.get("twice"), undefined);
 });
 
@@ -414,47 +354,40 @@ Deno.test("[MQTT-3.1.0-2] a second CONNECT on a connection closes it", async () 
 
 Deno.test("[MQTT-3.2.2-3] clean session 0 without a stored session gets session present 0", async () => {
   await using broker = startBroker();
-  await using client = await RawClient.open(broker.port);
-  assert.equal(await sessionPresent(client, "fresh", false), false);
-  await using clean = await RawClient.open(broker.port);
-  assert.equal(await sessionPresent(clean, "fresh-clean", true), false);
+  await using client = await RawClient.connected(broker.port, { clientId: "fresh", clean: false });
+  assert.equal(client.sessionPresent, false);
+  await using clean = await RawClient.connected(broker.port, { clientId: "fresh-clean", clean: true });
+  assert.equal(clean.sessionPresent, false);
 });
 
 Deno.test("[MQTT-3.2.2-2] clean session 0 resuming a stored session gets session present 1", async () => {
   await using broker = startBroker();
   {
-    await using first = await RawClient.open(broker.port);
-    assert.equal(await sessionPresent(first, "keeper", false), false);
-    await first.send({ cmd: "disconnect" });
-    await first.closedByBroker();
+    await using first = await RawClient.connected(broker.port, { clientId: "keeper", clean: false });
+    assert.equal(first.sessionPresent, false);
+    await first.disconnect();
   }
-  await using second = await RawClient.open(broker.port);
-  assert.equal(await sessionPresent(second, "keeper", false), true);
+  await using second = await RawClient.connected(broker.port, { clientId: "keeper", clean: false });
+  assert.equal(second.sessionPresent, true);
   // A socket closed without DISCONNECT keeps the session too.
   await second.close();
-  await until(
-    () => broker.server.broker.sessions.get("keeper")?.outlet === null,
-    "the session to go offline",
-  );
-  await using third = await RawClient.open(broker.port);
-  assert.equal(await sessionPresent(third, "keeper", false), true);
+  await broker.offline("keeper");
+  await using third = await RawClient.connected(broker.port, { clientId: "keeper", clean: false });
+  assert.equal(third.sessionPresent, true);
 });
 
 Deno.test("[MQTT-3.2.2-1] clean session 1 gets session present 0 even when a session was stored", async () => {
   await using broker = startBroker();
   {
-    await using first = await RawClient.open(broker.port);
-    await sessionPresent(first, "cleaner", false);
-    await first.send({ cmd: "disconnect" });
-    await first.closedByBroker();
+    await using first = await RawClient.connected(broker.port, { clientId: "cleaner", clean: false });
+    await first.disconnect();
   }
-  await using clean = await RawClient.open(broker.port);
-  assert.equal(await sessionPresent(clean, "cleaner", true), false);
-  await clean.send({ cmd: "disconnect" });
-  await clean.closedByBroker();
+  await using clean = await RawClient.connected(broker.port, { clientId: "cleaner", clean: true });
+  assert.equal(clean.sessionPresent, false);
+  await clean.disconnect();
   // The clean session discarded the stored one and ended with its connection [MQTT-3.1.2-6].
-  await using after = await RawClient.open(broker.port);
-  assert.equal(await sessionPresent(after, "cleaner", false), false);
+  await using after = await RawClient.connected(broker.port, { clientId: "cleaner", clean: false });
+  assert.equal(after.sessionPresent, false);
 });
 
 Deno.test("MQTT 3.1 CONNACK keeps its reserved flags byte 0, even when a persistent session is resumed", async () => {
@@ -463,9 +396,8 @@ Deno.test("MQTT 3.1 CONNACK keeps its reserved flags byte 0, even when a persist
   {
     await using first = await sendRaw(broker, connect31(), 3);
     assert.equal((await first.expect("connack")).returnCode, 0);
-    await subscribe(first, "old/#", 1);
-    await first.send({ cmd: "disconnect" });
-    await first.closedByBroker();
+    await first.subscribe([["old/#", 1]]);
+    await first.disconnect();
   }
   await using second = await sendRaw(broker, connect31(), 3);
   const connack = await second.expect("connack");
@@ -474,26 +406,25 @@ Deno.test("MQTT 3.1 CONNACK keeps its reserved flags byte 0, even when a persist
   assert.equal(connack.sessionPresent, false, "session present bit sent to an MQTT 3.1 client");
   // The session was resumed all the same: its subscription still routes.
   await using pub = await RawClient.connected(broker.port, { clientId: "old-pub" });
-  await publish0(pub, "old/x", "kept");
-  await expectMessage(second, "old/x", "kept");
+  await pub.publish("old/x", "kept");
+  await second.expectPublish("old/x", "kept");
 });
 
 Deno.test("[MQTT-3.2.2-4] a refused CONNECT has session present 0 and leaves the stored session alone", async () => {
   await using broker = startBroker();
-  await using owner = await RawClient.open(broker.port);
-  await sessionPresent(owner, "owned", false);
+  await using owner = await RawClient.connected(broker.port, { clientId: "owned", clean: false });
   // Same client id, unsupported level: refused before any session handling, so no takeover.
   await using refused = await sendRaw(broker, connectFrame({ level: 3, flags: 0, clientId: "owned" }));
   await assertRefused(refused, 1);
-  await assertAlive(owner);
+  await owner.assertIdle();
   await owner.close();
-  await using back = await RawClient.open(broker.port);
-  assert.equal(await sessionPresent(back, "owned", false), true);
+  await using back = await RawClient.connected(broker.port, { clientId: "owned", clean: false });
+  assert.equal(back.sessionPresent, true);
 });
 
 // --- Refusals ------------------------------------------------------------------------------------------
 
-Deno.test("[MQTT-3.2.2-5] auth.allow_anonymous false refuses every client with CONNACK 5", async () => {
+mosquittoTest("[MQTT-3.2.2-5] auth.allow_anonymous false refuses every client with CONNACK 5", async () => {
   await using broker = startBroker({ auth: { allow_anonymous: false } });
   await using anonymous = await sendRaw(broker, connectFrame({ clientId: "anon" }));
   await assertRefused(anonymous, 5);
@@ -513,13 +444,13 @@ Deno.test("[MQTT-3.2.2-5] auth.allow_anonymous false refuses every client with C
 Deno.test("[MQTT-3.1.4-5] data sent after a refused CONNECT is not processed", async () => {
   await using broker = startBroker();
   await using watcher = await RawClient.connected(broker.port, { clientId: "watcher" });
-  await subscribe(watcher, "after/#");
+  await watcher.subscribe([["after/#", 0]]);
   const refusedConnect = connectFrame({ level: 5, clientId: "refused" });
-  const publish = frame(0x30, concat([utf8("after/refused"), new TextEncoder().encode("must not route")]));
+  const publish = frame(0x30, [...utf8("after/refused"), ...utf8Bytes("must not route")]);
   await using client = await sendRaw(broker, concat([refusedConnect, publish]));
   await assertRefused(client, 1);
-  await publish0(watcher, "after/marker", "marker");
-  await expectMessage(watcher, "after/marker", "marker");
+  await watcher.publish("after/marker", "marker");
+  await watcher.expectPublish("after/marker", "marker");
 });
 
 Deno.test("limits.max_sessions reached: a client needing a new session gets CONNACK 3", async () => {
@@ -529,10 +460,7 @@ Deno.test("limits.max_sessions reached: a client needing a new session gets CONN
     const offline = await RawClient.connected(broker.port, { clientId: "offline", clean: false });
     await offline.close();
   }
-  await until(
-    () => broker.server.broker.sessions.get("offline")?.outlet === null,
-    "the session to go offline",
-  );
+  await broker.offline("offline");
   // An offline persistent session still counts.
   await using third = await sendRaw(broker, connectFrame({ clientId: "third" }));
   await assertRefused(third, 3);
@@ -540,13 +468,12 @@ Deno.test("limits.max_sessions reached: a client needing a new session gets CONN
     broker.logs.some((l) => l.includes(`client "third"`) && l.includes("refused: server unavailable")),
   );
   // Resuming an existing session needs no new one.
-  await using resumed = await RawClient.open(broker.port);
-  assert.equal(await sessionPresent(resumed, "offline", false), true);
+  await using resumed = await RawClient.connected(broker.port, { clientId: "offline", clean: false });
+  assert.equal(resumed.sessionPresent, true);
   // Once a session is gone there is room again.
-  await online.send({ cmd: "disconnect" });
-  await online.closedByBroker();
+  await online.disconnect();
   await using fourth = await RawClient.connected(broker.port, { clientId: "fourth" });
-  await assertAlive(fourth);
+  await fourth.assertIdle();
 });
 
 // --- Takeover ------------------------------------------------------------------------------------------
@@ -554,26 +481,29 @@ Deno.test("limits.max_sessions reached: a client needing a new session gets CONN
 Deno.test("[MQTT-3.1.4-2] a CONNECT with a connected client id closes the old connection; the new one works", async () => {
   await using broker = startBroker();
   await using old = await RawClient.connected(broker.port, { clientId: "same" });
-  await subscribe(old, "take/#");
+  await old.subscribe([["take/#", 0]]);
   await using taker = await RawClient.connected(broker.port, { clientId: "same" });
-  await assertClosedSilently(old);
-  assert.ok(broker.logs.some((l) => l.includes(`client "same" disconnected: session taken over`)));
-  await subscribe(taker, "take/#");
-  await publish0(taker, "take/me", "new owner");
-  await expectMessage(taker, "take/me", "new owner");
+  await old.assertClosedSilently();
+  assert.ok(broker.loggedDisconnect("same", "session taken over"));
+  await taker.subscribe([["take/#", 0]]);
+  await taker.publish("take/me", "new owner");
+  await taker.expectPublish("take/me", "new owner");
   assert.equal(broker.server.broker.sessions.size, 1);
 });
 
-Deno.test("[MQTT-3.1.4-2] mosquitto_pub -i with MQTT.js's client id takes over MQTT.js's connection", async () => {
-  await using broker = startBroker();
-  await using mqttjs = await connectMqttJs(broker.port, { clientId: "shared-id" });
-  const closed = new Promise<void>((resolve) => mqttjs.mqtt.once("close", () => resolve()));
-  const args = ["-p", port(broker), "-i", "shared-id", "-t", "t", "-m", "x"];
-  const pub = await runMosquittoTool("mosquitto_pub", args);
-  assert.equal(pub.code, 0, pub.stderr);
-  await within(closed, "MQTT.js to be disconnected by the takeover");
-  assert.ok(broker.logs.some((l) => l.includes(`client "shared-id" disconnected: session taken over`)));
-});
+mosquittoTest(
+  "[MQTT-3.1.4-2] mosquitto_pub -i with MQTT.js's client id takes over MQTT.js's connection",
+  async () => {
+    await using broker = startBroker();
+    await using mqttjs = await connectMqttJs(broker.port, { clientId: "shared-id" });
+    const closed = new Promise<void>((resolve) => mqttjs.mqtt.once("close", () => resolve()));
+    const args = ["-p", port(broker), "-i", "shared-id", "-t", "t", "-m", "x"];
+    const pub = await runMosquittoTool("mosquitto_pub", args);
+    assert.equal(pub.code, 0, pub.stderr);
+    await within(closed, "MQTT.js to be disconnected by the takeover");
+    assert.ok(broker.loggedDisconnect("shared-id", "session taken over"));
+  },
+);
 
 // --- Connect timeout -------------------------------------------------------------------------------------
 
@@ -583,10 +513,10 @@ Deno.test("mqtt.connect_timeout closes a connection that sends no CONNECT (and n
   await using silent = await RawClient.open(broker.port);
   // Half a CONNECT is not a CONNECT either.
   await using partial = await sendRaw(broker, connectFrame({ clientId: "partial" }).subarray(0, 6));
-  await assertClosedSilently(silent);
-  await assertClosedSilently(partial);
+  await silent.assertClosedSilently();
+  await partial.assertClosedSilently();
   assert.ok(broker.logs.some((l) => l.includes("closed before CONNECT completed: no CONNECT within 1s")));
   assert.equal(broker.server.metrics.protocolErrors, 2);
   // The client that did connect in time is past the same deadline and still open.
-  await assertAlive(connected);
+  await connected.assertIdle();
 });

@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { startBroker, type TestBroker } from "./helpers/broker.ts";
 import { connectMqttJs } from "./helpers/mqttjs.ts";
 import { type Packet, RawClient, summary } from "./helpers/raw.ts";
-import { delay, until } from "./helpers/wait.ts";
+import { delay } from "./helpers/wait.ts";
 
 /** Well inside a 1 s keep-alive, so a client acting at this pace is never silent for too long. */
 const PACE_MS = 250;
@@ -17,10 +17,9 @@ function connect(broker: TestBroker, clientId: string, keepalive: number, clean 
   return RawClient.connected(broker.port, { clientId, keepalive, clean });
 }
 
-/** Sends PINGREQ and asserts PINGRESP is the next packet: the connection is open. */
+/** PINGRESP comes back before anything else, and the connection is still open after it. */
 async function assertAlive(client: RawClient): Promise<void> {
-  await client.send({ cmd: "pingreq" });
-  await client.expect("pingresp");
+  await client.assertIdle();
   assert.equal(client.isClosed, false);
 }
 
@@ -44,8 +43,9 @@ async function actUntilClosed(twin: RawClient, act: () => Promise<void>): Promis
   return rounds;
 }
 
+/** Whether the broker has logged closing `clientId` for keep-alive timeout. */
 function keepAliveLogged(broker: TestBroker, clientId: string): boolean {
-  return broker.logs.some((l) => l.includes(`client "${clientId}" disconnected: keep-alive timeout`));
+  return broker.loggedDisconnect(clientId, "keep-alive timeout");
 }
 
 Deno.test("[MQTT-3.12.4-1] every PINGREQ is answered with a PINGRESP", async () => {
@@ -54,15 +54,7 @@ Deno.test("[MQTT-3.12.4-1] every PINGREQ is answered with a PINGRESP", async () 
   // Three PINGREQs in one write: three PINGRESPs, nothing else.
   await client.sendBytes(Uint8Array.of(0xc0, 0, 0xc0, 0, 0xc0, 0));
   for (let i = 0; i < 3; i++) await client.expect("pingresp");
-  await client.send({
-    cmd: "publish",
-    topic: "ping/marker",
-    payload: "",
-    qos: 1,
-    messageId: 9,
-    retain: false,
-    dup: false,
-  });
+  await client.publish("ping/marker", "", { qos: 1, messageId: 9 });
   assert.equal((await client.expect("puback")).messageId, 9);
 });
 
@@ -75,9 +67,8 @@ Deno.test("[MQTT-3.12.4-1] an MQTT 3.1 client's PINGREQ is answered with a PINGR
 Deno.test("[MQTT-3.1.2-24] a silent client with keep-alive 1 is closed and the close is logged", async () => {
   await using broker = startBroker();
   await using silent = await connect(broker, "silent", 1);
-  const packets = await silent.closedByBroker(3000);
-  assert.deepEqual(packets.map(summary), []);
-  await until(() => keepAliveLogged(broker, "silent"), "the keep-alive timeout log line");
+  await silent.assertClosedSilently(3000);
+  await broker.disconnected("silent", "keep-alive timeout");
   assert.equal(broker.server.metrics.protocolErrors, 1);
   assert.equal(
     broker.server.broker.sessions.get("silent"),
@@ -102,7 +93,7 @@ Deno.test("[MQTT-3.1.2-24] a client sending PINGREQ within its keep-alive outliv
   const pings = await actUntilClosed(twin, () => assertAlive(pinger));
   assert.ok(pings >= 2, `only ${pings} PINGREQ(s) were sent before the twin was closed`);
   await assertAlive(pinger);
-  await until(() => keepAliveLogged(broker, "twin"), "the twin's keep-alive timeout log line");
+  await broker.disconnected("twin", "keep-alive timeout");
   assert.equal(keepAliveLogged(broker, "pinger"), false);
 });
 
@@ -113,15 +104,7 @@ Deno.test("[MQTT-3.1.2-24] any control packet, not only PINGREQ, counts as keep-
   let n = 0;
   await actUntilClosed(twin, async () => {
     const messageId = ++n;
-    await publisher.send({
-      cmd: "publish",
-      topic: "busy",
-      payload: "x",
-      qos: 1,
-      messageId,
-      retain: false,
-      dup: false,
-    });
+    await publisher.publish("busy", "x", { qos: 1, messageId });
     assert.equal((await publisher.expect("puback")).messageId, messageId);
   });
   await assertAlive(publisher);
@@ -133,8 +116,7 @@ Deno.test("(3.1.2.10) keep-alive 0 turns the mechanism off: a silent client stay
   await using idle = await connect(broker, "idle", 0);
   await using twin = await connect(broker, "twin", 1);
   // Both are silent; only the one with a keep-alive is closed.
-  const packets = await twin.closedByBroker(3000);
-  assert.deepEqual(packets.map(summary), []);
+  await twin.assertClosedSilently(3000);
   assert.equal(idle.isClosed, false);
   await assertAlive(idle);
   assert.ok(broker.logs.some((l) => l.includes(`client "idle" connected`) && l.includes("keep-alive 0s")));
@@ -164,23 +146,13 @@ Deno.test("[MQTT-3.1.2-24] a keep-alive timeout ends the connection but not a pe
   await using broker = startBroker();
   {
     await using silent = await connect(broker, "sleepy", 1, false);
-    await silent.send({ cmd: "subscribe", messageId: 1, subscriptions: [{ topic: "sleepy/#", qos: 1 }] });
-    await silent.expect("suback");
+    await silent.subscribe([["sleepy/#", 1]]);
     await silent.closedByBroker(3000);
   }
-  await until(() => keepAliveLogged(broker, "sleepy"), "the keep-alive timeout log line");
-  await using back = await RawClient.open(broker.port);
-  const connack = await back.connect({ clientId: "sleepy", clean: false });
-  assert.equal(connack.sessionPresent, true);
-  await back.send({
-    cmd: "publish",
-    topic: "sleepy/x",
-    payload: "kept",
-    qos: 1,
-    messageId: 1,
-    retain: false,
-    dup: false,
-  });
+  await broker.disconnected("sleepy", "keep-alive timeout");
+  await using back = await RawClient.connected(broker.port, { clientId: "sleepy", clean: false });
+  assert.equal(back.sessionPresent, true);
+  await back.publish("sleepy/x", "kept", { qos: 1, messageId: 1 });
   // The PUBACK to our publish and the delivery to our kept subscription, in either order.
   const cmds = [(await back.next()).cmd, (await back.next()).cmd].sort();
   assert.deepEqual(cmds, ["puback", "publish"]);

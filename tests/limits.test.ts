@@ -9,38 +9,23 @@ import { Buffer } from "node:buffer";
 import mqttPacket from "mqtt-packet";
 import type * as MP from "mqtt-packet";
 import { startBroker } from "./helpers/broker.ts";
-import { RawClient, summary } from "./helpers/raw.ts";
-import { until } from "./helpers/wait.ts";
+import { connectPacket, publishPacket, RawClient } from "./helpers/raw.ts";
 
 // --- Local helpers ----------------------------------------------------------------------------------------
 
-function publishPacket(topic: string, payload: string, qos: MP.QoS, messageId?: number): MP.IPublishPacket {
-  return { cmd: "publish", topic, payload, qos, messageId, retain: false, dup: false };
-}
-
 /** A subscriber on `q` (QoS `qos`) and `marker` (QoS 0); the marker is the barrier for "nothing else came". */
-async function windowSubscriber(
+function windowSubscriber(
   port: number,
   clientId: string,
   qos: MP.QoS,
   fields: Partial<MP.IConnectPacket> = {},
 ): Promise<RawClient> {
-  const sub = await RawClient.connected(port, { clientId, ...fields });
-  await sub.send({
-    cmd: "subscribe",
-    messageId: 1,
-    subscriptions: [{ topic: "q", qos }, { topic: "marker", qos: 0 }],
-  });
-  assert.deepEqual((await sub.expect("suback")).granted, [qos, 0]);
-  return sub;
+  return RawClient.subscriber(port, { clientId, ...fields }, [["q", qos], ["marker", 0]]);
 }
 
-/** Publishes QoS 1 messages `payloads` on `q`, each acknowledged before the next. */
-async function publishQos1(pub: RawClient, payloads: string[], firstId = 1): Promise<void> {
-  for (const [i, payload] of payloads.entries()) {
-    await pub.send(publishPacket("q", payload, 1, firstId + i));
-    assert.equal((await pub.expect("puback")).messageId, firstId + i);
-  }
+/** Publishes QoS 1 messages `payloads` on `q`, each acknowledged (with its packet id) before the next. */
+async function publishQos1(pub: RawClient, payloads: string[]): Promise<void> {
+  for (const payload of payloads) await pub.publishAcked("q", payload, { qos: 1 });
 }
 
 /**
@@ -48,14 +33,8 @@ async function publishQos1(pub: RawClient, payloads: string[], firstId = 1): Pro
  * it (such as a message the window should have held back) fails the test.
  */
 async function assertNothingBefore(pub: RawClient, sub: RawClient, label: string): Promise<void> {
-  await pub.send(publishPacket("marker", label, 0));
-  const next = await sub.next();
-  assert.equal(next.cmd, "publish", `expected the marker, got ${JSON.stringify(summary(next))}`);
-  assert.deepEqual(
-    [next.topic, next.payload.toString()],
-    ["marker", label],
-    `expected marker "${label}", got ${JSON.stringify(summary(next))}`,
-  );
+  await pub.publish("marker", label);
+  await sub.expectPublish("marker", label);
 }
 
 /** The next PUBLISH on `q`, returning its payload and packet id. */
@@ -65,19 +44,14 @@ async function nextOnQ(sub: RawClient): Promise<{ payload: string; id: number; q
   return { payload: packet.payload.toString(), id: packet.messageId!, qos: packet.qos };
 }
 
-async function pingpong(client: RawClient): Promise<void> {
-  await client.send({ cmd: "pingreq" });
-  await client.expect("pingresp");
-}
-
 /** A PUBLISH from topic, payload and QoS whose encoded size is exactly `total` bytes. */
 function publishOfSize(total: number, topic: string, qos: MP.QoS, messageId: number): Uint8Array {
-  const overhead = mqttPacket.generate(publishPacket(topic, "", qos, messageId)).length;
+  const overhead = mqttPacket.generate(publishPacket(topic, "", { qos, messageId })).length;
   // Growing the payload can lengthen the remaining-length field; shrink until the total fits exactly.
   let payloadSize = total - overhead;
   let bytes: Uint8Array;
   do {
-    bytes = mqttPacket.generate(publishPacket(topic, "p".repeat(payloadSize), qos, messageId));
+    bytes = mqttPacket.generate(publishPacket(topic, "p".repeat(payloadSize), { qos, messageId }));
     payloadSize--;
   } while (bytes.length > total);
   assert.equal(bytes.length, total);
@@ -94,10 +68,10 @@ Deno.test("limits.max_connections: the connection beyond the limit is closed at 
 
   await using fourth = await RawClient.open(broker.port);
   // Closed without waiting for a CONNECT (mqtt.connect_timeout is 10 s, longer than this wait).
-  assert.deepEqual(await fourth.closedByBroker(), []);
+  await fourth.assertClosedSilently();
   assert.equal(broker.server.metrics.connectionsRefused, 1);
   assert.equal(broker.server.metrics.connectionsAccepted, 3);
-  for (const client of [c1, c2, c3]) await pingpong(client);
+  for (const client of [c1, c2, c3]) await client.assertIdle();
 });
 
 Deno.test("limits.max_connections: after a connection closes a new one is accepted", async () => {
@@ -110,17 +84,16 @@ Deno.test("limits.max_connections: after a connection closes a new one is accept
     await refused.closedByBroker();
   }
 
-  await c1.send({ cmd: "disconnect" });
-  await c1.closedByBroker();
+  await c1.disconnect();
   await c1.close();
-  await until(() => broker.logs.some((l) => l.includes(`"c1" disconnected`)), "c1 to be gone");
+  await broker.disconnected("c1");
 
   await using c4 = await RawClient.connected(broker.port, { clientId: "c4" });
-  await pingpong(c4);
+  await c4.assertIdle();
   await using fifth = await RawClient.open(broker.port);
   await fifth.closedByBroker();
   assert.equal(broker.server.metrics.connectionsRefused, 2);
-  for (const client of [c2, c3]) await pingpong(client);
+  for (const client of [c2, c3]) await client.assertIdle();
 });
 
 // --- limits.max_packet_size -------------------------------------------------------------------------------
@@ -128,8 +101,7 @@ Deno.test("limits.max_connections: after a connection closes a new one is accept
 Deno.test("limits.max_packet_size: a PUBLISH of exactly the limit (header included) is accepted", async () => {
   await using broker = startBroker({ limits: { max_packet_size: 1024 } });
   await using sub = await RawClient.connected(broker.port, { clientId: "sub" });
-  await sub.send({ cmd: "subscribe", messageId: 1, subscriptions: [{ topic: "big", qos: 1 }] });
-  await sub.expect("suback");
+  await sub.subscribe([["big", 1]]);
   await using pub = await RawClient.connected(broker.port, { clientId: "pub" });
 
   const packet = publishOfSize(1024, "big", 1, 5);
@@ -144,16 +116,11 @@ Deno.test("limits.max_packet_size: a PUBLISH of exactly the limit (header includ
 Deno.test("limits.max_packet_size: a PUBLISH one byte over the limit closes the connection, nothing routed", async () => {
   await using broker = startBroker({ limits: { max_packet_size: 1024 } });
   await using sub = await RawClient.connected(broker.port, { clientId: "sub" });
-  await sub.send({
-    cmd: "subscribe",
-    messageId: 1,
-    subscriptions: [{ topic: "big", qos: 1 }, { topic: "marker", qos: 0 }],
-  });
-  await sub.expect("suback");
+  await sub.subscribe([["big", 1], ["marker", 0]]);
   await using pub = await RawClient.connected(broker.port, { clientId: "pub" });
 
   await pub.sendBytes(publishOfSize(1025, "big", 1, 5));
-  assert.deepEqual(await pub.closedByBroker(), [], "no PUBACK");
+  await pub.assertClosedSilently(); // no PUBACK
   assert.equal(broker.server.metrics.protocolErrors, 1);
   await using other = await RawClient.connected(broker.port, { clientId: "other" });
   await assertNothingBefore(other, sub, "after oversize");
@@ -167,31 +134,21 @@ Deno.test("limits.max_write_buffer: QoS 0 to a subscriber that stops reading is 
   const stalled = await Deno.connect({ hostname: "127.0.0.1", port: broker.port });
   try {
     const hello = Buffer.concat([
-      mqttPacket.generate({
-        cmd: "connect",
-        protocolId: "MQTT",
-        protocolVersion: 4,
-        clientId: "stalled",
-        clean: true,
-        keepalive: 0,
-      }),
+      mqttPacket.generate(connectPacket({ clientId: "stalled" })),
       mqttPacket.generate({ cmd: "subscribe", messageId: 1, subscriptions: [{ topic: "flood", qos: 0 }] }),
     ]);
     for (let at = 0; at < hello.length;) at += await stalled.write(hello.subarray(at));
-    await until(
-      () => broker.server.broker.sessions.get("stalled")?.subscriptions.has("flood") === true,
-      "the stalled subscriber's subscription",
-    );
+    await broker.subscribed("stalled", "flood");
 
     await using pub = await RawClient.connected(broker.port, { clientId: "flooder" });
     // Three 1 KiB messages per round trip: each burst alone fits in the 4 KiB buffer, so a drop can only
     // come from bytes piling up unsent for the subscriber that does not read.
     const payload = "x".repeat(1024);
     const burst = Buffer.concat(
-      Array.from({ length: 3 }, () => mqttPacket.generate(publishPacket("flood", payload, 0))),
+      Array.from({ length: 3 }, () => mqttPacket.generate(publishPacket("flood", payload))),
     );
     assert.ok(burst.length < 4096);
-    // One write per round trip (the burst, then PINGREQ), so the test client's Nagle delay never applies.
+    // The burst and its PINGREQ in one write: the flood runs many rounds, and one write a round is faster.
     const burstThenPing = Buffer.concat([burst, mqttPacket.generate({ cmd: "pingreq" })]);
     // Socket buffers on loopback absorb a few MB before the broker's own buffer fills; bound the flood.
     const maxBytes = 64 * 1024 * 1024;
@@ -213,9 +170,8 @@ Deno.test("limits.max_write_buffer: QoS 0 to a subscriber that stops reading is 
 
     // A third client still gets full service.
     await using third = await RawClient.connected(broker.port, { clientId: "third" });
-    await third.send({ cmd: "subscribe", messageId: 1, subscriptions: [{ topic: "check", qos: 1 }] });
-    await third.expect("suback");
-    await third.send(publishPacket("check", "still here", 1, 9));
+    await third.subscribe([["check", 1]]);
+    await third.publish("check", "still here", { qos: 1, messageId: 9 });
     const [first, second] = [await third.next(), await third.next()];
     const message = [first, second].find((p) => p.cmd === "publish");
     assert.ok([first, second].some((p) => p.cmd === "puback" && p.messageId === 9));
@@ -276,7 +232,7 @@ Deno.test("limits.max_queued_messages: beyond window + queue, QoS 1 messages are
   assert.deepEqual(received, ["1", "2", "3", "4", "5"]);
 
   // Dropping was only while full: a new message goes straight out.
-  await publishQos1(pub, ["9"], 9);
+  await publishQos1(pub, ["9"]);
   assert.equal((await nextOnQ(sub)).payload, "9");
   assert.equal(broker.server.metrics.droppedQueueFull, 3);
 });
@@ -285,12 +241,7 @@ Deno.test("limits.max_inflight_messages: a QoS 2 delivery holds its slot until P
   await using broker = startBroker({ limits: { max_inflight_messages: 1 } });
   await using sub = await windowSubscriber(broker.port, "slow", 2);
   await using pub = await RawClient.connected(broker.port, { clientId: "pub" });
-  for (const id of [1, 2]) {
-    await pub.send(publishPacket("q", String(id), 2, id));
-    assert.equal((await pub.expect("pubrec")).messageId, id);
-    await pub.send({ cmd: "pubrel", messageId: id });
-    assert.equal((await pub.expect("pubcomp")).messageId, id);
-  }
+  for (const id of [1, 2]) await pub.publishAcked("q", String(id), { qos: 2, messageId: id });
 
   const first = await nextOnQ(sub);
   assert.deepEqual([first.payload, first.qos], ["1", 2]);
@@ -307,20 +258,15 @@ Deno.test("limits.max_queued_messages: an offline session keeps only that many, 
   await using broker = startBroker({ limits: { max_inflight_messages: 2, max_queued_messages: 3 } });
   {
     await using sub = await windowSubscriber(broker.port, "offline", 1, { clean: false });
-    await sub.send({ cmd: "disconnect" });
-    await sub.closedByBroker();
+    await sub.disconnect();
   }
-  await until(
-    () => broker.server.broker.sessions.get("offline")?.outlet === null,
-    "the session to go offline",
-  );
+  await broker.offline("offline");
   await using pub = await RawClient.connected(broker.port, { clientId: "pub" });
   await publishQos1(pub, ["1", "2", "3", "4", "5", "6"]);
   assert.equal(broker.server.metrics.droppedQueueFull, 3);
 
-  await using sub = await RawClient.open(broker.port);
-  const connack = await sub.connect({ clientId: "offline", clean: false });
-  assert.deepEqual([connack.returnCode, connack.sessionPresent], [0, true]);
+  await using sub = await RawClient.connected(broker.port, { clientId: "offline", clean: false });
+  assert.equal(sub.sessionPresent, true);
   const window = [await nextOnQ(sub), await nextOnQ(sub)];
   assert.deepEqual(window.map((m) => m.payload), ["1", "2"]);
   await assertNothingBefore(pub, sub, "window full after reconnect");

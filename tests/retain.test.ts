@@ -4,77 +4,24 @@
  */
 
 import assert from "node:assert/strict";
-import { Buffer } from "node:buffer";
-import mqttPacket, { type QoS } from "mqtt-packet";
+import type { QoS } from "mqtt-packet";
 import { startBroker, type TestBroker } from "./helpers/broker.ts";
 import { type Packet, RawClient, summary } from "./helpers/raw.ts";
 import { connectMqttJs } from "./helpers/mqttjs.ts";
-import { runMosquittoTool } from "./helpers/mosquitto.ts";
+import { mosquittoTest, runMosquittoTool } from "./helpers/mosquitto.ts";
 import { within } from "./helpers/wait.ts";
 
 // --- Local helpers ------------------------------------------------------------------------------------------
 
-const PINGREQ = Buffer.from([0xc0, 0x00]);
-
-/**
- * Publishes and waits for the acknowledgement (QoS 1 and 2; for QoS 0 a PINGRESP), so the broker has
- * processed the message before the test goes on. QoS 2 completes with PUBREL/PUBCOMP.
- */
-async function publish(
-  client: RawClient,
-  topic: string,
-  payload: string,
-  { qos = 0 as QoS, retain = false } = {},
-): Promise<void> {
-  const messageId = qos > 0 ? 1 : undefined;
-  const packet = mqttPacket.generate({ cmd: "publish", topic, payload, qos, messageId, retain, dup: false });
-  if (qos === 0) {
-    // PUBLISH and PINGREQ in one write: as two small writes the second waits on Nagle's algorithm.
-    await client.sendBytes(Buffer.concat([packet, PINGREQ]));
-    await client.expect("pingresp");
-    return;
-  }
-  await client.sendBytes(packet);
-  if (qos === 1) {
-    await client.expect("puback");
-  } else {
-    await client.expect("pubrec");
-    await client.send({ cmd: "pubrel", messageId: 1 });
-    await client.expect("pubcomp");
-  }
-}
-
-/** Publishes retained messages from a short-lived client "retainer". */
+/** Publishes retained messages from a short-lived client "retainer", each handled by the broker in turn. */
 async function retain(
   broker: TestBroker,
   messages: [topic: string, payload: string, qos?: QoS][],
 ): Promise<void> {
   await using client = await RawClient.connected(broker.port, { clientId: "retainer" });
   for (const [topic, payload, qos = 0] of messages) {
-    await publish(client, topic, payload, { qos, retain: true });
+    await client.publishAcked(topic, payload, { qos, retain: true });
   }
-}
-
-/** Sends SUBSCRIBE and checks that SUBACK is the next packet, with the expected grants. */
-async function subscribe(client: RawClient, filters: [string, QoS][], messageId = 1): Promise<void> {
-  await client.send({
-    cmd: "subscribe",
-    messageId,
-    subscriptions: filters.map(([topic, qos]) => ({ topic, qos })),
-  });
-  const suback = await client.expect("suback");
-  assert.equal(suback.messageId, messageId);
-  assert.deepEqual(suback.granted, filters.map(([, qos]) => qos));
-}
-
-/** Sends PINGREQ and returns every packet that arrived before PINGRESP. */
-async function packetsBeforePing(client: RawClient): Promise<Packet[]> {
-  await client.send({ cmd: "pingreq" });
-  const packets: Packet[] = [];
-  for (let packet = await client.next(); packet.cmd !== "pingresp"; packet = await client.next()) {
-    packets.push(packet);
-  }
-  return packets;
 }
 
 /** Publishes as compact strings "topic=payload qos=N retain=B", sorted, for order-free comparison. */
@@ -91,9 +38,8 @@ async function retainedFor(
   filters: [string, QoS][],
   clientId = "late",
 ): Promise<string[]> {
-  await using client = await RawClient.connected(broker.port, { clientId });
-  await subscribe(client, filters);
-  return described(await packetsBeforePing(client));
+  await using client = await RawClient.subscriber(broker.port, { clientId }, filters);
+  return described(await client.ping());
 }
 
 // --- Delivery on subscribe -----------------------------------------------------------------------------------
@@ -113,9 +59,8 @@ Deno.test("[MQTT-3.3.1-6, MQTT-3.3.1-8] a new subscriber gets the retained messa
 Deno.test("[MQTT-3.3.1-8] SUBACK precedes the retained messages of every filter in the SUBSCRIBE", async () => {
   await using broker = startBroker();
   await retain(broker, [["s/1", "one"], ["s/2", "two"]]);
-  await using sub = await RawClient.connected(broker.port, { clientId: "sub" });
-  await subscribe(sub, [["s/1", 0], ["s/2", 0]]);
-  assert.deepEqual(described(await packetsBeforePing(sub)), [
+  await using sub = await RawClient.subscriber(broker.port, { clientId: "sub" }, [["s/1", 0], ["s/2", 0]]);
+  assert.deepEqual(described(await sub.ping()), [
     "s/1=one qos=0 retain=true",
     "s/2=two qos=0 retain=true",
   ]);
@@ -131,8 +76,8 @@ Deno.test("[MQTT-3.3.1-12] a PUBLISH with RETAIN=0 neither replaces nor removes 
   await using broker = startBroker();
   await retain(broker, [["r/t", "kept"]]);
   await using pub = await RawClient.connected(broker.port, { clientId: "pub" });
-  await publish(pub, "r/t", "live only", { qos: 1 });
-  await publish(pub, "r/t", "", { qos: 1 });
+  await pub.publishAcked("r/t", "live only", { qos: 1 });
+  await pub.publishAcked("r/t", "", { qos: 1 });
   assert.deepEqual(await retainedFor(broker, [["r/t", 0]]), ["r/t=kept qos=0 retain=true"]);
 });
 
@@ -159,8 +104,7 @@ Deno.test("[MQTT-3.3.1-10, MQTT-3.3.1-11] an empty retained payload clears the t
 Deno.test("[MQTT-3.3.1-10] an empty retained payload still reaches current subscribers, with RETAIN=0", async () => {
   await using broker = startBroker();
   await retain(broker, [["r/t", "soon gone"]]);
-  await using sub = await RawClient.connected(broker.port, { clientId: "sub" });
-  await subscribe(sub, [["r/t", 1]]);
+  await using sub = await RawClient.subscriber(broker.port, { clientId: "sub" }, [["r/t", 1]]);
   assert.deepEqual(described([await sub.next()]), ["r/t=soon gone qos=0 retain=true"]);
   await retain(broker, [["r/t", "", 1]]);
   const got = await sub.expect("publish");
@@ -193,8 +137,7 @@ for (
 
 Deno.test("[MQTT-3.3.1-9] live forwarding carries RETAIN=0 even when published with RETAIN=1", async () => {
   await using broker = startBroker();
-  await using sub = await RawClient.connected(broker.port, { clientId: "sub" });
-  await subscribe(sub, [["live/#", 2]]);
+  await using sub = await RawClient.subscriber(broker.port, { clientId: "sub" }, [["live/#", 2]]);
   for (const qos of [0, 1, 2] as const) {
     await retain(broker, [[`live/${qos}`, `q${qos}`, qos]]);
     const got = await sub.expect("publish");
@@ -236,10 +179,10 @@ Deno.test("[MQTT-3.8.4-3] subscribing again to the same filter re-sends the reta
   await using broker = startBroker();
   await retain(broker, [["again", "retained", 2]]);
   await using sub = await RawClient.connected(broker.port, { clientId: "sub" });
-  await subscribe(sub, [["again", 0]], 1);
-  assert.deepEqual(described(await packetsBeforePing(sub)), ["again=retained qos=0 retain=true"]);
-  await subscribe(sub, [["again", 1]], 2);
-  assert.deepEqual(described(await packetsBeforePing(sub)), ["again=retained qos=1 retain=true"]);
+  assert.deepEqual(await sub.subscribe([["again", 0]], 1), [0]);
+  assert.deepEqual(described(await sub.ping()), ["again=retained qos=0 retain=true"]);
+  assert.deepEqual(await sub.subscribe([["again", 1]], 2), [1]);
+  assert.deepEqual(described(await sub.ping()), ["again=retained qos=1 retain=true"]);
 });
 
 // --- limits.max_retained_messages ---------------------------------------------------------------------------------
@@ -270,8 +213,7 @@ Deno.test("limits.max_retained_messages refuses a new topic, counts it, and stil
 
 Deno.test("a message refused by limits.max_retained_messages is still delivered to current subscribers", async () => {
   await using broker = startBroker({ limits: { max_retained_messages: 1 } });
-  await using sub = await RawClient.connected(broker.port, { clientId: "sub" });
-  await subscribe(sub, [["full/#", 0]]);
+  await using sub = await RawClient.subscriber(broker.port, { clientId: "sub" }, [["full/#", 0]]);
   await retain(broker, [["full/a", "stored"], ["full/b", "refused"]]);
   assert.deepEqual(described([await sub.next(), await sub.next()]), [
     "full/a=stored qos=0 retain=false",
@@ -282,16 +224,34 @@ Deno.test("a message refused by limits.max_retained_messages is still delivered 
 
 // --- Real clients ---------------------------------------------------------------------------------------------
 
-Deno.test("mosquitto_pub -r stores a message that a later mosquitto_sub receives as retained", async () => {
-  await using broker = startBroker();
-  const port = String(broker.port);
-  const pub = await runMosquittoTool("mosquitto_pub", [
-    ...["-p", port, "-i", "mosq-pub", "-q", "1", "-r", "-t", "mosq/r", "-m", "retained by mosquitto"],
-  ]);
-  assert.equal(pub.code, 0, pub.stderr);
-  const sub = await runMosquittoTool("mosquitto_sub", [
-    ...["-p", port, "-i", "mosq-sub", "-q", "1", "-t", "mosq/#", "-C", "1", "-W", "10", "-F", "%t|%r|%q|%p"],
-  ]);
-  assert.equal(sub.code, 0, sub.stderr);
-  assert.equal(sub.stdout, "mosq/r|1|1|retained by mosquitto\n");
-});
+mosquittoTest(
+  "mosquitto_pub -r stores a message that a later mosquitto_sub receives as retained",
+  async () => {
+    await using broker = startBroker();
+    const port = String(broker.port);
+    const pub = await runMosquittoTool("mosquitto_pub", [
+      ...["-p", port, "-i", "mosq-pub", "-q", "1", "-r", "-t", "mosq/r", "-m", "retained by mosquitto"],
+    ]);
+    assert.equal(pub.code, 0, pub.stderr);
+    const sub = await runMosquittoTool("mosquitto_sub", [
+      ...[
+        "-p",
+        port,
+        "-i",
+        "mosq-sub",
+        "-q",
+        "1",
+        "-t",
+        "mosq/#",
+        "-C",
+        "1",
+        "-W",
+        "10",
+        "-F",
+        "%t|%r|%q|%p",
+      ],
+    ]);
+    assert.equal(sub.code, 0, sub.stderr);
+    assert.equal(sub.stdout, "mosq/r|1|1|retained by mosquitto\n");
+  },
+);

@@ -4,66 +4,14 @@
  */
 
 import assert from "node:assert/strict";
-import type { QoS } from "mqtt-packet";
-import { startBroker, type TestBroker } from "./helpers/broker.ts";
-import { type Packet, RawClient, summary } from "./helpers/raw.ts";
+import { startBroker } from "./helpers/broker.ts";
+import { frame, u16, utf8 } from "./helpers/bytes.ts";
+import { assertClosesConnection, RawClient } from "./helpers/raw.ts";
 import { connectMqttJs } from "./helpers/mqttjs.ts";
-import { spawnMosquittoTool } from "./helpers/mosquitto.ts";
-import { until, within } from "./helpers/wait.ts";
+import { MosquittoSub, mosquittoTest } from "./helpers/mosquitto.ts";
+import { within } from "./helpers/wait.ts";
 
 // --- Local helpers ------------------------------------------------------------------------------------------
-
-/** Sends SUBSCRIBE and returns the granted QoS list from SUBACK, checking SUBACK's packet id. */
-async function subscribe(client: RawClient, filters: [string, QoS][], messageId = 1): Promise<number[]> {
-  await client.send({
-    cmd: "subscribe",
-    messageId,
-    subscriptions: filters.map(([topic, qos]) => ({ topic, qos })),
-  });
-  const suback = await client.expect("suback");
-  assert.equal(suback.messageId, messageId, "[MQTT-3.8.4-2] SUBACK carries the SUBSCRIBE's packet id");
-  return suback.granted as number[];
-}
-
-function publish(client: RawClient, topic: string, payload: string, qos: QoS = 0, messageId?: number) {
-  return client.send({ cmd: "publish", topic, payload, qos, messageId, retain: false, dup: false });
-}
-
-/** Asserts `packet` is a PUBLISH with this topic and payload (and QoS, if given). */
-function assertPublish(packet: Packet, topic: string, payload: string, qos?: QoS) {
-  assert.equal(packet.cmd, "publish", `expected PUBLISH, got ${JSON.stringify(summary(packet))}`);
-  assert.equal(packet.topic, topic);
-  assert.equal(packet.payload.toString(), payload);
-  if (qos !== undefined) assert.equal(packet.qos, qos);
-  return packet;
-}
-
-/** PINGREQ, then asserts PINGRESP is the very next packet: nothing else was sent before it. */
-async function nothingPending(client: RawClient): Promise<void> {
-  await client.send({ cmd: "pingreq" });
-  const packet = await client.next();
-  assert.equal(
-    packet.cmd,
-    "pingresp",
-    `expected nothing before PINGRESP, got ${JSON.stringify(summary(packet))}`,
-  );
-}
-
-function varInt(value: number): number[] {
-  const out: number[] = [];
-  do {
-    let byte = value % 128;
-    value = Math.floor(value / 128);
-    if (value > 0) byte |= 0x80;
-    out.push(byte);
-  } while (value > 0);
-  return out;
-}
-
-function utf8(s: string): number[] {
-  const bytes = [...new TextEncoder().encode(s)];
-  return [bytes.length >> 8, bytes.length & 0xff, ...bytes];
-}
 
 /**
  * A SUBSCRIBE (or, with `first` 0xa2, an UNSUBSCRIBE) written byte by byte, for what mqtt-packet will not
@@ -71,35 +19,9 @@ function utf8(s: string): number[] {
  * `options` is a number.
  */
 function rawSubscribe(first: number, packetId: number, entries: [string, number | null][]): Uint8Array {
-  const body = [packetId >> 8, packetId & 0xff];
+  const body = u16(packetId);
   for (const [filter, options] of entries) body.push(...utf8(filter), ...(options === null ? [] : [options]));
-  return new Uint8Array([first, ...varInt(body.length), ...body]);
-}
-
-/** mosquitto_sub, its output collected from the start; disposing kills it if it is still running. */
-function mosquittoSub(args: string[]): AsyncDisposable & { output: Promise<Deno.CommandOutput> } {
-  const child = spawnMosquittoTool("mosquitto_sub", args);
-  const output = child.output();
-  return {
-    output,
-    async [Symbol.asyncDispose]() {
-      try {
-        child.kill("SIGKILL");
-      } catch {
-        // already exited
-      }
-      await output;
-    },
-  };
-}
-
-/** Sends `bytes` on a fresh connection and asserts the broker closes it without answering. */
-async function assertClosesConnection(broker: TestBroker, bytes: Uint8Array): Promise<void> {
-  await using client = await RawClient.connected(broker.port, { clientId: "offender" });
-  await client.sendBytes(bytes);
-  const before = await client.closedByBroker();
-  assert.deepEqual(before.map(summary), [], "nothing sent before the close");
-  assert.equal(broker.server.metrics.protocolErrors, 1);
+  return frame(first, body);
 }
 
 // --- Topic matching ------------------------------------------------------------------------------------------
@@ -135,13 +57,13 @@ for (const { filter, topic, matches, rule } of MATCHING) {
   Deno.test(`[${rule}] filter "${filter}" ${matches ? "matches" : "does not match"} topic "${topic}"`, async () => {
     await using broker = startBroker();
     await using sub = await RawClient.connected(broker.port, { clientId: "sub" });
-    assert.deepEqual(await subscribe(sub, [[filter, 0], ["marker", 0]]), [0, 0]);
+    assert.deepEqual(await sub.subscribe([[filter, 0], ["marker", 0]]), [0, 0]);
     await using pub = await RawClient.connected(broker.port, { clientId: "pub" });
-    await publish(pub, topic, "probe");
-    await publish(pub, "marker", "marker");
+    await pub.publish(topic, "probe");
+    await pub.publish("marker", "marker");
     // The marker is published after the probe, so it arrives after it if the probe was delivered.
-    if (matches) assertPublish(await sub.next(), topic, "probe");
-    assertPublish(await sub.next(), "marker", "marker");
+    if (matches) await sub.expectPublish(topic, "probe");
+    await sub.expectPublish("marker", "marker");
   });
 }
 
@@ -150,44 +72,44 @@ for (const { filter, topic, matches, rule } of MATCHING) {
 Deno.test("[MQTT-3.3.5-1] overlapping subscriptions get the message once at the highest matching QoS", async () => {
   await using broker = startBroker();
   await using sub = await RawClient.connected(broker.port, { clientId: "sub" });
-  assert.deepEqual(await subscribe(sub, [["o/#", 0], ["o/+", 2], ["o/t", 1], ["marker", 0]]), [0, 2, 1, 0]);
+  assert.deepEqual(await sub.subscribe([["o/#", 0], ["o/+", 2], ["o/t", 1], ["marker", 0]]), [0, 2, 1, 0]);
   await using pub = await RawClient.connected(broker.port, { clientId: "pub" });
-  await publish(pub, "o/t", "overlap", 2, 1);
+  await pub.publish("o/t", "overlap", { qos: 2, messageId: 1 });
   await pub.expect("pubrec");
-  await publish(pub, "marker", "marker");
-  assertPublish(await sub.next(), "o/t", "overlap", 2);
+  await pub.publish("marker", "marker");
+  await sub.expectPublish("o/t", "overlap", 2);
   // The marker comes next: no second copy for the other matching filters.
-  assertPublish(await sub.next(), "marker", "marker");
+  await sub.expectPublish("marker", "marker");
 });
 
 Deno.test("[MQTT-3.8.4-6] granted QoS is capped by mqtt.max_qos and deliveries follow the grant", async () => {
   await using broker = startBroker({ mqtt: { max_qos: 1 } });
   await using sub = await RawClient.connected(broker.port, { clientId: "sub" });
-  assert.deepEqual(await subscribe(sub, [["c/0", 0], ["c/1", 1], ["c/2", 2]]), [0, 1, 1]);
+  assert.deepEqual(await sub.subscribe([["c/0", 0], ["c/1", 1], ["c/2", 2]]), [0, 1, 1]);
   await using pub = await RawClient.connected(broker.port, { clientId: "pub" });
-  await publish(pub, "c/2", "capped", 2, 1);
+  await pub.publish("c/2", "capped", { qos: 2, messageId: 1 });
   await pub.expect("pubrec");
-  assertPublish(await sub.next(), "c/2", "capped", 1);
+  await sub.expectPublish("c/2", "capped", 1);
 });
 
 Deno.test("[MQTT-3.9.3-1] SUBACK has one return code per filter, in the order of the SUBSCRIBE", async () => {
   await using broker = startBroker();
   await using sub = await RawClient.connected(broker.port, { clientId: "sub" });
-  const granted = await subscribe(sub, [["s/2", 2], ["s/0", 0], ["s/1", 1], ["s/#", 2], ["+/0", 0]], 4242);
+  const granted = await sub.subscribe([["s/2", 2], ["s/0", 0], ["s/1", 1], ["s/#", 2], ["+/0", 0]], 4242);
   assert.deepEqual(granted, [2, 0, 1, 2, 0]);
 });
 
 Deno.test("[MQTT-3.8.4-3] subscribing again to the same filter replaces its QoS", async () => {
   await using broker = startBroker();
   await using sub = await RawClient.connected(broker.port, { clientId: "sub" });
-  assert.deepEqual(await subscribe(sub, [["r/t", 2]], 1), [2]);
-  assert.deepEqual(await subscribe(sub, [["r/t", 0]], 2), [0]);
+  assert.deepEqual(await sub.subscribe([["r/t", 2]], 1), [2]);
+  assert.deepEqual(await sub.subscribe([["r/t", 0]], 2), [0]);
   await using pub = await RawClient.connected(broker.port, { clientId: "pub" });
-  await publish(pub, "r/t", "requalified", 2, 1);
-  await publish(pub, "r/t", "marker");
+  await pub.publish("r/t", "requalified", { qos: 2, messageId: 1 });
+  await pub.publish("r/t", "marker");
   // Delivered once, at the new QoS 0, then the marker.
-  assertPublish(await sub.next(), "r/t", "requalified", 0);
-  assertPublish(await sub.next(), "r/t", "marker", 0);
+  await sub.expectPublish("r/t", "requalified", 0);
+  await sub.expectPublish("r/t", "marker", 0);
 });
 
 // --- Invalid SUBSCRIBE and UNSUBSCRIBE ----------------------------------------------------------------------------
@@ -259,38 +181,38 @@ Deno.test("[MQTT-2.3.1-1] UNSUBSCRIBE with packet id 0 closes without UNSUBACK",
 Deno.test("[MQTT-3.10.4-2] after UNSUBACK the unsubscribed filter gets no more messages", async () => {
   await using broker = startBroker();
   await using sub = await RawClient.connected(broker.port, { clientId: "sub" });
-  await subscribe(sub, [["u/gone", 1], ["u/kept", 1]]);
+  await sub.subscribe([["u/gone", 1], ["u/kept", 1]]);
   await sub.send({ cmd: "unsubscribe", messageId: 77, unsubscriptions: ["u/gone"] });
   assert.equal((await sub.expect("unsuback")).messageId, 77, "[MQTT-3.10.4-4] UNSUBACK has the same id");
   await using pub = await RawClient.connected(broker.port, { clientId: "pub" });
-  await publish(pub, "u/gone", "dropped");
-  await publish(pub, "u/kept", "marker");
-  assertPublish(await sub.next(), "u/kept", "marker");
+  await pub.publish("u/gone", "dropped");
+  await pub.publish("u/kept", "marker");
+  await sub.expectPublish("u/kept", "marker");
 });
 
 Deno.test("[MQTT-3.10.4-6] UNSUBSCRIBE with several filters removes them all and sends one UNSUBACK", async () => {
   await using broker = startBroker();
   await using sub = await RawClient.connected(broker.port, { clientId: "sub" });
-  await subscribe(sub, [["m/1", 0], ["m/2", 0], ["m/3", 0]]);
+  await sub.subscribe([["m/1", 0], ["m/2", 0], ["m/3", 0]]);
   await sub.send({ cmd: "unsubscribe", messageId: 5, unsubscriptions: ["m/1", "m/2"] });
   assert.equal((await sub.expect("unsuback")).messageId, 5);
-  await nothingPending(sub);
+  await sub.assertIdle();
   await using pub = await RawClient.connected(broker.port, { clientId: "pub" });
-  await publish(pub, "m/1", "dropped");
-  await publish(pub, "m/2", "dropped");
-  await publish(pub, "m/3", "marker");
-  assertPublish(await sub.next(), "m/3", "marker");
+  await pub.publish("m/1", "dropped");
+  await pub.publish("m/2", "dropped");
+  await pub.publish("m/3", "marker");
+  await sub.expectPublish("m/3", "marker");
 });
 
 Deno.test("[MQTT-3.10.4-1] UNSUBSCRIBE matches filters literally: 'a/+' does not remove 'a/b'", async () => {
   await using broker = startBroker();
   await using sub = await RawClient.connected(broker.port, { clientId: "sub" });
-  await subscribe(sub, [["a/b", 0]]);
+  await sub.subscribe([["a/b", 0]]);
   await sub.send({ cmd: "unsubscribe", messageId: 2, unsubscriptions: ["a/+"] });
   await sub.expect("unsuback");
   await using pub = await RawClient.connected(broker.port, { clientId: "pub" });
-  await publish(pub, "a/b", "still here");
-  assertPublish(await sub.next(), "a/b", "still here");
+  await pub.publish("a/b", "still here");
+  await sub.expectPublish("a/b", "still here");
 });
 
 Deno.test("[MQTT-3.10.4-5] UNSUBACK is sent even when no subscription existed", async () => {
@@ -298,19 +220,18 @@ Deno.test("[MQTT-3.10.4-5] UNSUBACK is sent even when no subscription existed", 
   await using client = await RawClient.connected(broker.port, { clientId: "c" });
   await client.send({ cmd: "unsubscribe", messageId: 31337, unsubscriptions: ["never/subscribed"] });
   assert.equal((await client.expect("unsuback")).messageId, 31337);
-  await nothingPending(client);
+  await client.assertIdle();
 });
 
 // --- Real subscribers ---------------------------------------------------------------------------------------------
 
-Deno.test("mosquitto_sub with several -t filters receives matching messages from MQTT.js", async () => {
+mosquittoTest("mosquitto_sub with several -t filters receives matching messages from MQTT.js", async () => {
   await using broker = startBroker();
-  await using sub = mosquittoSub([
+  await using sub = new MosquittoSub([
     ...["-p", String(broker.port), "-i", "mosq-sub", "-q", "1", "-v", "-C", "3", "-W", "10"],
     ...["-t", "ms/+/x", "-t", "other/#", "-t", "exact"],
   ]);
-  const subscriptions = () => broker.server.broker.sessions.get("mosq-sub")?.subscriptions;
-  await until(() => subscriptions()?.size === 3, "mosquitto_sub's three subscriptions");
+  for (const filter of ["ms/+/x", "other/#", "exact"]) await broker.subscribed("mosq-sub", filter);
   await using pub = await connectMqttJs(broker.port, { clientId: "mqttjs-pub" });
   for (
     const [topic, payload] of [["ms/a/x", "1"], ["ms/a/y", "no"], ["other", "2"], ["nope", "no"], [
@@ -320,7 +241,7 @@ Deno.test("mosquitto_sub with several -t filters receives matching messages from
   ) {
     await within(pub.mqtt.publishAsync(topic, payload, { qos: 1 }), "MQTT.js PUBACK");
   }
-  const result = await sub.output;
-  assert.equal(result.code, 0, new TextDecoder().decode(result.stderr));
-  assert.equal(new TextDecoder().decode(result.stdout), "ms/a/x 1\nother 2\nexact 3\n");
+  const result = await sub.finished();
+  assert.equal(result.code, 0, result.stderr);
+  assert.equal(result.stdout, "ms/a/x 1\nother 2\nexact 3\n");
 });

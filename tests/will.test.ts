@@ -8,9 +8,8 @@ import { Buffer } from "node:buffer";
 import type { IConnectPacket } from "mqtt-packet";
 import { startBroker, type TestBroker } from "./helpers/broker.ts";
 import { connectMqttJs } from "./helpers/mqttjs.ts";
-import { spawnMosquittoTool } from "./helpers/mosquitto.ts";
+import { MosquittoSub, mosquittoTest } from "./helpers/mosquitto.ts";
 import { RawClient } from "./helpers/raw.ts";
-import { until } from "./helpers/wait.ts";
 
 type QoS = 0 | 1 | 2;
 type Will = NonNullable<IConnectPacket["will"]>;
@@ -20,23 +19,13 @@ function will(topic: string, payload: string, qos: QoS = 0, retain = false): Wil
 }
 
 /** A raw client subscribed to `filter`, to see wills arrive. */
-async function watcher(
+function watcher(
   broker: TestBroker,
   filter = "will/#",
   qos: QoS = 2,
   clientId = "watcher",
 ): Promise<RawClient> {
-  const client = await RawClient.connected(broker.port, { clientId });
-  await client.send({ cmd: "subscribe", messageId: 1, subscriptions: [{ topic: filter, qos }] });
-  await client.expect("suback");
-  return client;
-}
-
-/** Asserts the next packet is a PUBLISH of `payload` on `topic`, and returns it. */
-async function expectMessage(client: RawClient, topic: string, payload: string, ms?: number) {
-  const got = await client.expect("publish", ms);
-  assert.deepEqual([got.topic, got.payload.toString()], [topic, payload]);
-  return got;
+  return RawClient.subscriber(broker.port, { clientId }, [[filter, qos]]);
 }
 
 /**
@@ -44,16 +33,8 @@ async function expectMessage(client: RawClient, topic: string, payload: string, 
  * be the next packet. Call it once the broker has finished with the will owner's connection.
  */
 async function assertNoWill(watcher: RawClient, topic: string): Promise<void> {
-  await watcher.send({ cmd: "publish", topic, payload: "marker", qos: 0, retain: false, dup: false });
-  await expectMessage(watcher, topic, "marker");
-}
-
-/** Waits until the broker has handled the end of `clientId`'s connection (its log line is written last). */
-function disconnectLogged(broker: TestBroker, clientId: string): Promise<void> {
-  return until(
-    () => broker.logs.some((l) => l.includes(`client "${clientId}" disconnected:`)),
-    `client "${clientId}" to be disconnected`,
-  );
+  await watcher.publish(topic, "marker");
+  await watcher.expectPublish(topic, "marker");
 }
 
 Deno.test("[MQTT-3.1.2-8] the will is published when the socket closes without DISCONNECT", async () => {
@@ -64,11 +45,11 @@ Deno.test("[MQTT-3.1.2-8] the will is published when the socket closes without D
     will: will("will/owner", "gone"),
   });
   await owner.close();
-  const got = await expectMessage(watch, "will/owner", "gone");
+  const got = await watch.expectPublish("will/owner", "gone");
   assert.equal(got.qos, 0);
   assert.equal(got.retain, false);
-  await disconnectLogged(broker, "owner");
-  assert.ok(broker.logs.some((l) => l.includes(`client "owner" disconnected: connection lost`)));
+  await broker.disconnected("owner");
+  assert.ok(broker.loggedDisconnect("owner", "connection lost"));
 });
 
 Deno.test("[MQTT-3.14.4-3] the will is discarded, not published, on DISCONNECT", async () => {
@@ -78,8 +59,7 @@ Deno.test("[MQTT-3.14.4-3] the will is discarded, not published, on DISCONNECT",
     clientId: "polite",
     will: will("will/polite", "x", 1),
   });
-  await owner.send({ cmd: "disconnect" });
-  await owner.closedByBroker();
+  await owner.disconnect();
   await assertNoWill(watch, "will/polite");
   // Closing the socket after DISCONNECT does not bring the will back.
   await owner.close();
@@ -106,7 +86,7 @@ Deno.test("[MQTT-3.1.2-8] the will is published once on each kind of protocol er
     });
     await owner.sendBytes(bytes);
     await owner.closedByBroker();
-    await expectMessage(watch, `will/${name}`, name);
+    await watch.expectPublish(`will/${name}`, name);
   }
   assert.equal(broker.server.metrics.protocolErrors, violations.length);
   // Each will came once: the next message is a marker, not a second copy.
@@ -121,10 +101,10 @@ Deno.test("[MQTT-3.1.2-8] the will is published on keep-alive timeout", async ()
     keepalive: 1,
     will: will("will/sleeper", "timed out", 1),
   });
-  const got = await expectMessage(watch, "will/sleeper", "timed out", 3000);
+  const got = await watch.expectPublish("will/sleeper", "timed out", undefined, 3000);
   assert.equal(got.qos, 1);
   await owner.closedByBroker();
-  assert.ok(broker.logs.some((l) => l.includes(`client "sleeper" disconnected: keep-alive timeout`)));
+  assert.ok(broker.loggedDisconnect("sleeper", "keep-alive timeout"));
 });
 
 Deno.test("[MQTT-3.1.4-2] the will of a connection closed by a takeover is published", async () => {
@@ -138,11 +118,10 @@ Deno.test("[MQTT-3.1.4-2] the will of a connection closed by a takeover is publi
     clientId: "twin",
     will: will("will/twin", "new one"),
   });
-  await expectMessage(watch, "will/twin", "old one");
+  await watch.expectPublish("will/twin", "old one");
   await old.closedByBroker();
   // The new connection's will is its own: discarded by its DISCONNECT.
-  await taker.send({ cmd: "disconnect" });
-  await taker.closedByBroker();
+  await taker.disconnect();
   await assertNoWill(watch, "will/twin");
 });
 
@@ -156,10 +135,10 @@ Deno.test("[MQTT-3.1.2-14] the will is delivered at its QoS, capped by each subs
       will: will(`will/qos/${qos}`, `qos ${qos}`, qos),
     });
     await owner.close();
-    const high = await expectMessage(atTwo, `will/qos/${qos}`, `qos ${qos}`);
+    const high = await atTwo.expectPublish(`will/qos/${qos}`, `qos ${qos}`);
     assert.equal(high.qos, qos);
     if (qos > 0) assert.ok(high.messageId, "a QoS 1/2 delivery has a packet id");
-    const low = await expectMessage(atZero, `will/qos/${qos}`, `qos ${qos}`);
+    const low = await atZero.expectPublish(`will/qos/${qos}`, `qos ${qos}`);
     assert.equal(low.qos, 0);
   }
 });
@@ -173,12 +152,10 @@ Deno.test("[MQTT-3.1.2-17] a will with retain 1 is retained and sent to later su
   });
   await owner.close();
   // Live forwarding clears RETAIN [MQTT-3.3.1-9].
-  const forwarded = await expectMessage(live, "will/keeper", "remember me");
+  const forwarded = await live.expectPublish("will/keeper", "remember me");
   assert.equal(forwarded.retain, false);
-  await using later = await RawClient.connected(broker.port, { clientId: "later" });
-  await later.send({ cmd: "subscribe", messageId: 1, subscriptions: [{ topic: "will/keeper", qos: 2 }] });
-  await later.expect("suback");
-  const stored = await expectMessage(later, "will/keeper", "remember me");
+  await using later = await RawClient.subscriber(broker.port, { clientId: "later" }, [["will/keeper", 2]]);
+  const stored = await later.expectPublish("will/keeper", "remember me");
   assert.equal(stored.retain, true);
   assert.equal(stored.qos, 1);
 });
@@ -191,13 +168,10 @@ Deno.test("[MQTT-3.1.2-16] a will with retain 0 is not retained", async () => {
     will: will("will/passing", "once", 1),
   });
   await owner.close();
-  await expectMessage(live, "will/passing", "once");
-  await using later = await RawClient.connected(broker.port, { clientId: "later" });
-  await later.send({ cmd: "subscribe", messageId: 1, subscriptions: [{ topic: "will/passing", qos: 1 }] });
-  await later.expect("suback");
+  await live.expectPublish("will/passing", "once");
+  await using later = await RawClient.subscriber(broker.port, { clientId: "later" }, [["will/passing", 1]]);
   // Retained messages follow the SUBACK at once; PINGRESP next means there was none.
-  await later.send({ cmd: "pingreq" });
-  await later.expect("pingresp");
+  await later.assertIdle();
   assert.equal(broker.server.broker.retained.size, 0);
 });
 
@@ -212,62 +186,52 @@ Deno.test("[MQTT-3.1.2-8] MQTT.js: a destroyed connection publishes the will, en
   };
   const polite = await connectMqttJs(broker.port, { clientId: "mqttjs-polite", will: lastWill });
   await polite.end();
-  await disconnectLogged(broker, "mqttjs-polite");
+  await broker.disconnected("mqttjs-polite");
   await assertNoWill(watch, "will/mqttjs");
   const abrupt = await connectMqttJs(broker.port, { clientId: "mqttjs-abrupt", will: lastWill });
   await abrupt.end(true);
-  const got = await expectMessage(watch, "will/mqttjs", "mqttjs lost");
+  const got = await watch.expectPublish("will/mqttjs", "mqttjs lost");
   assert.equal(got.qos, 1);
 });
 
-Deno.test("[MQTT-3.1.2-8] mosquitto_sub --will-topic: killed, its will is published; a clean exit publishes none", async () => {
-  await using broker = startBroker();
-  await using watch = await watcher(broker);
-  const args = (id: string) => [
-    ...["-p", String(broker.port), "-i", id, "-t", `mosq/${id}`, "-C", "1"],
-    ...["--will-topic", "will/mosq", "--will-payload", `${id} died`, "--will-qos", "1"],
-  ];
-  const subscribed = (id: string) =>
-    until(
-      () => broker.server.broker.sessions.get(id)?.subscriptions.has(`mosq/${id}`) === true,
-      `${id} to subscribe`,
-    );
+mosquittoTest(
+  "[MQTT-3.1.2-8] mosquitto_sub --will-topic: killed, its will is published; a clean exit publishes none",
+  async () => {
+    await using broker = startBroker();
+    await using watch = await watcher(broker);
+    const args = (id: string) => [
+      ...["-p", String(broker.port), "-i", id, "-t", `mosq/${id}`, "-C", "1"],
+      ...["--will-topic", "will/mosq", "--will-payload", `${id} died`, "--will-qos", "1"],
+    ];
 
-  // -C 1: exits after one message, sending DISCONNECT.
-  const clean = spawnMosquittoTool("mosquitto_sub", args("clean"));
-  await subscribed("clean");
-  await watch.send({
-    cmd: "publish",
-    topic: "mosq/clean",
-    payload: "bye",
-    qos: 0,
-    retain: false,
-    dup: false,
-  });
-  const cleanExit = await clean.output();
-  assert.equal(cleanExit.code, 0, new TextDecoder().decode(cleanExit.stderr));
-  await disconnectLogged(broker, "clean");
-  await assertNoWill(watch, "will/mosq");
+    // -C 1: exits after one message, sending DISCONNECT.
+    await using clean = new MosquittoSub(args("clean"));
+    await broker.subscribed("clean", "mosq/clean");
+    await watch.publish("mosq/clean", "bye");
+    const cleanExit = await clean.finished();
+    assert.equal(cleanExit.code, 0, cleanExit.stderr);
+    await broker.disconnected("clean");
+    await assertNoWill(watch, "will/mosq");
 
-  const killed = spawnMosquittoTool("mosquitto_sub", args("killed"));
-  await subscribed("killed");
-  killed.kill("SIGKILL");
-  await killed.output();
-  const got = await expectMessage(watch, "will/mosq", "killed died");
-  assert.equal(got.qos, 1);
-});
+    await using killed = new MosquittoSub(args("killed"));
+    await broker.subscribed("killed", "mosq/killed");
+    killed.kill("SIGKILL");
+    await killed.status;
+    const got = await watch.expectPublish("will/mosq", "killed died");
+    assert.equal(got.qos, 1);
+  },
+);
 
 Deno.test("a will under $SYS is not routed or retained: only the broker publishes there", async () => {
   await using broker = startBroker();
   await using watch = await watcher(broker, "$SYS/#", 1, "sys-watcher");
-  await watch.send({ cmd: "subscribe", messageId: 2, subscriptions: [{ topic: "will/marker", qos: 0 }] });
-  await watch.expect("suback");
+  await watch.subscribe([["will/marker", 0]], 2);
   const owner = await RawClient.connected(broker.port, {
     clientId: "spoofer",
     will: will("$SYS/broker/version", "spoofed", 1, true),
   });
   await owner.close();
-  await disconnectLogged(broker, "spoofer");
+  await broker.disconnected("spoofer");
   // Like a client PUBLISH to $SYS: dropped, so the marker is the next message.
   await assertNoWill(watch, "will/marker");
   assert.equal(broker.server.broker.retained.size, 0, "the spoofed will was retained");
@@ -276,21 +240,21 @@ Deno.test("a will under $SYS is not routed or retained: only the broker publishe
 Deno.test("[MQTT-3.1.2-5] a will to a persistent subscriber that is offline is queued like any QoS 1 message", async () => {
   await using broker = startBroker();
   {
-    await using sub = await RawClient.connected(broker.port, { clientId: "away", clean: false });
-    await sub.send({ cmd: "subscribe", messageId: 1, subscriptions: [{ topic: "will/#", qos: 1 }] });
-    await sub.expect("suback");
-    await sub.send({ cmd: "disconnect" });
-    await sub.closedByBroker();
+    await using sub = await RawClient.subscriber(broker.port, { clientId: "away", clean: false }, [[
+      "will/#",
+      1,
+    ]]);
+    await sub.disconnect();
   }
   const owner = await RawClient.connected(broker.port, {
     clientId: "owner",
     will: will("will/owner", "while away", 1),
   });
   await owner.close();
-  await disconnectLogged(broker, "owner");
-  await using back = await RawClient.open(broker.port);
-  assert.equal((await back.connect({ clientId: "away", clean: false })).sessionPresent, true);
-  const got = await expectMessage(back, "will/owner", "while away");
+  await broker.disconnected("owner");
+  await using back = await RawClient.connected(broker.port, { clientId: "away", clean: false });
+  assert.equal(back.sessionPresent, true);
+  const got = await back.expectPublish("will/owner", "while away");
   assert.equal(got.qos, 1);
 });
 
@@ -315,7 +279,7 @@ Deno.test("the will is not published when the broker shuts down", async () => {
     await owner.closedByBroker();
     // Had the will been published, its retain flag would have stored it.
     assert.equal(broker.server.broker.retained.size, 0);
-    assert.ok(broker.logs.some((l) => l.includes(`client "survivor" disconnected: broker shutting down`)));
+    assert.ok(broker.loggedDisconnect("survivor", "broker shutting down"));
   } finally {
     await broker.stop();
   }

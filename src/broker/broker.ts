@@ -83,12 +83,12 @@ export class Broker {
     session.outlet = null;
     if (!session.persistent) return this.#discard(session);
     const seconds = this.config.mqtt.session_expiry;
-    if (seconds > 0) this.#scheduleExpiry(session, Date.now() + seconds * 1000);
+    if (seconds > 0) this.#scheduleExpiry(session, performance.now() + seconds * 1000);
   }
 
   #scheduleExpiry(session: Session, at: number): void {
     session.expiry = setTimeout(() => {
-      if (Date.now() < at) return this.#scheduleExpiry(session, at);
+      if (performance.now() < at) return this.#scheduleExpiry(session, at);
       this.metrics.sessionsExpired++;
       this.log.info(
         `session ${
@@ -96,7 +96,7 @@ export class Broker {
         } expired after ${this.config.mqtt.session_expiry}s offline`,
       );
       this.#discard(session);
-    }, Math.min(at - Date.now(), MAX_TIMER_MS));
+    }, Math.min(at - performance.now(), MAX_TIMER_MS));
   }
 
   #discard(session: Session): void {

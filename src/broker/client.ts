@@ -44,7 +44,7 @@ export class Client implements ConnectionHandler, Outlet {
   #session: Session | null = null;
   #will: Message | null = null;
   #keepAliveMs = 0;
-  #lastActivity = Date.now();
+  #lastActivity = performance.now();
   #timer: ReturnType<typeof setTimeout> | undefined;
 
   /** `onClose` runs once when the connection is over, whoever ended it. */
@@ -66,7 +66,7 @@ export class Client implements ConnectionHandler, Outlet {
     if (this.#state === "connecting" && this.#frames.pendingBytes === 0 && chunk[0] >> 4 !== 1) {
       return this.#protocolError("first packet is not CONNECT [MQTT-3.1.0-1]");
     }
-    this.#lastActivity = Date.now();
+    this.#lastActivity = performance.now();
     const error = this.#frames.push(chunk, this.#onFrame);
     if (error) this.#protocolError(error.message);
   }
@@ -265,14 +265,14 @@ export class Client implements ConnectionHandler, Outlet {
 
   // --- Keep-alive and closing ------------------------------------------------------------------------------
 
-  /** The server closes a client silent for 1.5 x its keep-alive [MQTT-3.1.2-24]. */
+  /** The server closes a client silent for 1.5 x its keep-alive [MQTT-3.1.2-24]; monotonic time, so a
+   * wall-clock step cannot disconnect everyone at once. */
   #armKeepAlive(delay: number): void {
     this.#timer = setTimeout(() => {
       const limit = this.#keepAliveMs * 1.5;
-      const idle = Date.now() - this.#lastActivity;
-      if (idle >= limit) {
-        this.#protocolError(`keep-alive timeout (no packet for ${Math.round(idle / 1000)}s)`);
-      } else this.#armKeepAlive(limit - idle);
+      const idle = performance.now() - this.#lastActivity;
+      if (idle < limit) return this.#armKeepAlive(limit - idle);
+      this.#protocolError(`keep-alive timeout (no packet for ${Math.round(idle / 1000)}s)`);
     }, delay);
   }
 

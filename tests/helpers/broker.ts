@@ -7,6 +7,7 @@
 import { type Config, DEFAULT_CONFIG } from "../../src/config/schema.ts";
 import { createLogger } from "../../src/observe/log.ts";
 import { type Server, startServer } from "../../src/server.ts";
+import { until } from "./wait.ts";
 
 /** Config sections with every field optional, for overrides. */
 export type ConfigOverrides = { [K in keyof Config]?: Partial<Config[K]> };
@@ -16,6 +17,20 @@ export interface TestBroker extends AsyncDisposable {
   readonly server: Server;
   readonly logs: string[];
   stop(): Promise<void>;
+  /**
+   * Waits until the session `clientId` (any session, if null) holds a subscription to `filter`: the barrier
+   * for clients that show no SUBACK, such as mosquitto_sub or a socket that never reads.
+   */
+  subscribed(clientId: string | null, filter: string): Promise<void>;
+  /** Waits until the session `clientId` exists with no connection attached: it has gone offline. */
+  offline(clientId: string): Promise<void>;
+  /** Whether the broker has logged that `clientId` disconnected (with `reason`, if given), without waiting. */
+  loggedDisconnect(clientId: string, reason?: string): boolean;
+  /**
+   * Waits until the broker has logged that `clientId` disconnected (with `reason`, if given); that line is
+   * written last, once the broker has finished with the connection.
+   */
+  disconnected(clientId: string, reason?: string): Promise<void>;
 }
 
 export function startBroker(overrides: ConfigOverrides = {}): TestBroker {
@@ -27,6 +42,37 @@ export function startBroker(overrides: ConfigOverrides = {}): TestBroker {
   config.listeners = [{ type: "tcp", host: "127.0.0.1", port: 0 }];
   const logs: string[] = [];
   const server = startServer(config, createLogger("debug", (line) => logs.push(line)));
+  const sessions = server.broker.sessions;
   const stop = () => server.stop();
-  return { port: server.listeners[0].port, server, logs, stop, [Symbol.asyncDispose]: stop };
+  const loggedDisconnect = (clientId: string, reason?: string) =>
+    logs.some((line) => line.includes(disconnectLine(clientId, reason)));
+  return {
+    port: server.listeners[0].port,
+    server,
+    logs,
+    stop,
+    [Symbol.asyncDispose]: stop,
+    subscribed(clientId, filter) {
+      const candidates = () => clientId === null ? [...sessions.values()] : [sessions.get(clientId)];
+      return until(
+        () => candidates().some((session) => session?.subscriptions.has(filter) === true),
+        `${clientId ?? "a client"} to subscribe to ${filter}`,
+      );
+    },
+    offline(clientId) {
+      return until(() => sessions.get(clientId)?.outlet === null, `${clientId} to go offline`);
+    },
+    loggedDisconnect,
+    disconnected(clientId, reason) {
+      return until(
+        () => loggedDisconnect(clientId, reason),
+        `the log line '${disconnectLine(clientId, reason)}'`,
+      );
+    },
+  };
+}
+
+/** The start of the broker's log line for the end of `clientId`'s connection. */
+function disconnectLine(clientId: string, reason?: string): string {
+  return `client "${clientId}" disconnected:${reason === undefined ? "" : ` ${reason}`}`;
 }

@@ -4,12 +4,24 @@
  * mqtt-packet and records whether (and when) the broker closed the connection.
  */
 
+import assert from "node:assert/strict";
 import mqttPacket from "mqtt-packet";
 import type * as MP from "mqtt-packet";
 import { Buffer } from "node:buffer";
+import type { TestBroker } from "./broker.ts";
 import { within } from "./wait.ts";
 
 export type Packet = MP.Packet;
+export type Publish = MP.IPublishPacket;
+export type QoS = MP.QoS;
+
+/** The optional fields of a PUBLISH; a QoS 1 or 2 PUBLISH without `messageId` gets the client's next id. */
+export interface PublishOptions {
+  qos?: QoS;
+  messageId?: number;
+  retain?: boolean;
+  dup?: boolean;
+}
 
 export class RawClient implements AsyncDisposable {
   readonly #conn: Deno.TcpConn;
@@ -20,6 +32,8 @@ export class RawClient implements AsyncDisposable {
   #ended = false;
   #parseError: Error | null = null;
   #readLoop: Promise<void>;
+  #connack: MP.IConnackPacket | null = null;
+  #lastPacketId = 0;
 
   private constructor(conn: Deno.TcpConn, version: 3 | 4 | 5) {
     this.#conn = conn;
@@ -38,6 +52,8 @@ export class RawClient implements AsyncDisposable {
   /** Opens a TCP connection; `version` tells the decoder how to read the broker's packets. */
   static async open(port: number, version: 3 | 4 | 5 = 4): Promise<RawClient> {
     const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+    // Each write leaves at once: small packets would otherwise wait on Nagle's algorithm and delayed ACKs.
+    conn.setNoDelay(true);
     return new RawClient(conn, version);
   }
 
@@ -56,19 +72,114 @@ export class RawClient implements AsyncDisposable {
     return client;
   }
 
+  /**
+   * A client connected as `fields` (see `connected`) and subscribed to `filters`, asserting each was granted
+   * the QoS asked for.
+   */
+  static async subscriber(
+    port: number,
+    fields: Partial<MP.IConnectPacket>,
+    filters: [topic: string, qos: QoS][],
+  ): Promise<RawClient> {
+    const client = await RawClient.connected(port, fields);
+    try {
+      assert.deepEqual(await client.subscribe(filters), filters.map(([, qos]) => qos), "granted QoS");
+    } catch (error) {
+      await client.close();
+      throw error;
+    }
+    return client;
+  }
+
   /** Sends CONNECT (3.1.1 clean session unless overridden) and returns the CONNACK. */
   async connect(fields: Partial<MP.IConnectPacket> = {}): Promise<MP.IConnackPacket> {
-    const version = fields.protocolVersion ?? 4;
+    await this.send(connectPacket(fields));
+    this.#connack = await this.expect("connack");
+    return this.#connack;
+  }
+
+  /** The session present flag of the CONNACK that `connect` (or `connected`) got. */
+  get sessionPresent(): boolean {
+    if (!this.#connack) throw new Error("no CONNACK yet: connect first");
+    return this.#connack.sessionPresent;
+  }
+
+  /** Sends SUBSCRIBE and returns its SUBACK's granted QoS list; the SUBACK must carry the same packet id. */
+  async subscribe(filters: [topic: string, qos: QoS][], messageId = this.#nextPacketId()): Promise<number[]> {
     await this.send({
-      cmd: "connect",
-      protocolId: version === 3 ? "MQIsdp" : "MQTT",
-      protocolVersion: version,
-      clientId: "",
-      clean: true,
-      keepalive: 0,
-      ...fields,
-    } as MP.IConnectPacket);
-    return await this.expect("connack");
+      cmd: "subscribe",
+      messageId,
+      subscriptions: filters.map(([topic, qos]) => ({ topic, qos })),
+    });
+    const suback = await this.expect("suback");
+    assert.equal(suback.messageId, messageId, "[MQTT-3.8.4-2] SUBACK carries the SUBSCRIBE's packet id");
+    return suback.granted as number[];
+  }
+
+  /**
+   * Sends a PUBLISH (QoS 0, not retained, unless `options` say otherwise) and nothing more; returns its
+   * packet id.
+   */
+  async publish(
+    topic: string,
+    payload: string | Uint8Array,
+    options: PublishOptions = {},
+  ): Promise<number | undefined> {
+    const messageId = options.messageId ?? ((options.qos ?? 0) > 0 ? this.#nextPacketId() : undefined);
+    await this.send(publishPacket(topic, payload, { ...options, messageId }));
+    return messageId;
+  }
+
+  /**
+   * Publishes and completes the QoS flow, checking every packet id: PUBACK; PUBREC, PUBREL, PUBCOMP; for
+   * QoS 0, a PINGREQ answered before anything else. On return the broker has handled the message.
+   */
+  async publishAcked(
+    topic: string,
+    payload: string | Uint8Array,
+    options: PublishOptions = {},
+  ): Promise<void> {
+    const qos = options.qos ?? 0;
+    const messageId = await this.publish(topic, payload, options);
+    if (qos === 0) {
+      await this.assertIdle();
+    } else if (qos === 1) {
+      assert.equal((await this.expect("puback")).messageId, messageId, "PUBACK's packet id");
+    } else {
+      assert.equal((await this.expect("pubrec")).messageId, messageId, "PUBREC's packet id");
+      await this.send({ cmd: "pubrel", messageId });
+      assert.equal((await this.expect("pubcomp")).messageId, messageId, "PUBCOMP's packet id");
+    }
+  }
+
+  /** Asserts the next packet is a PUBLISH of `payload` on `topic` (at `qos`, if given) and returns it. */
+  async expectPublish(topic: string, payload: string, qos?: QoS, ms?: number): Promise<Publish> {
+    return assertPublish(await this.next(ms), topic, payload, qos);
+  }
+
+  /** Sends PINGREQ and returns every packet the broker sent before its PINGRESP. */
+  async ping(): Promise<Packet[]> {
+    await this.send({ cmd: "pingreq" });
+    const before: Packet[] = [];
+    for (let packet = await this.next(); packet.cmd !== "pingresp"; packet = await this.next()) {
+      before.push(packet);
+    }
+    return before;
+  }
+
+  /**
+   * PINGREQ, and PINGRESP must come before anything else: the connection is open and the broker had nothing
+   * else to send it (no message, no acknowledgement, no retained message after a SUBACK).
+   */
+  async assertIdle(): Promise<void> {
+    const before = (await this.ping()).map(summary);
+    assert.deepEqual(before, [], `expected nothing before PINGRESP, got ${JSON.stringify(before)}`);
+  }
+
+  /** Sends DISCONNECT and waits for the broker to close the socket; returns any packets it sent first. */
+  async disconnect(ms?: number): Promise<Packet[]> {
+    await this.send({ cmd: "disconnect" });
+    return await this.closedByBroker(ms);
   }
 
   /** Sends one packet, encoded by mqtt-packet as MQTT `version` (3.1.1 by default). */
@@ -106,6 +217,18 @@ export class RawClient implements AsyncDisposable {
     await within(this.#waitFor(() => this.#ended), "the broker to close the connection", ms);
     if (this.#parseError) throw this.#parseError;
     return this.#packets.splice(0);
+  }
+
+  /**
+   * Asserts the broker closes the connection without sending anything (more). Fails as soon as a packet
+   * arrives instead, so a broker that answers does not cost a timeout.
+   */
+  async assertClosedSilently(ms?: number): Promise<void> {
+    const outcome = await this.next(ms).then(summary, (error: Error) => error);
+    if (!(outcome instanceof Error)) {
+      assert.fail(`the broker sent ${JSON.stringify(outcome)} instead of closing`);
+    }
+    assert.match(outcome.message, /closed the connection/);
   }
 
   /** True if the broker has closed the connection (without waiting). */
@@ -165,6 +288,57 @@ export class RawClient implements AsyncDisposable {
   #notify(): void {
     this.#wake?.();
   }
+
+  /** The next packet id for this client's own PUBLISH and SUBSCRIBE packets: 1 to 65535, then 1 again. */
+  #nextPacketId(): number {
+    this.#lastPacketId = this.#lastPacketId % 0xffff + 1;
+    return this.#lastPacketId;
+  }
+}
+
+/** A CONNECT for mqtt-packet to encode: 3.1.1 (3.1 by `protocolVersion`), clean session, keep-alive 0. */
+export function connectPacket(fields: Partial<MP.IConnectPacket> = {}): MP.IConnectPacket {
+  const version = fields.protocolVersion ?? 4;
+  return {
+    cmd: "connect",
+    protocolId: version === 3 ? "MQIsdp" : "MQTT",
+    protocolVersion: version,
+    clientId: "",
+    clean: true,
+    keepalive: 0,
+    ...fields,
+  } as MP.IConnectPacket;
+}
+
+/** A PUBLISH packet for mqtt-packet to encode: QoS 0, not retained, not a duplicate, unless `options` say. */
+export function publishPacket(
+  topic: string,
+  payload: string | Uint8Array,
+  options: PublishOptions = {},
+): Publish {
+  const { qos = 0, messageId, retain = false, dup = false } = options;
+  const body = typeof payload === "string" ? payload : Buffer.from(payload);
+  return { cmd: "publish", topic, payload: body, qos, messageId, retain, dup };
+}
+
+/** Asserts `packet` is a PUBLISH of `payload` on `topic` (at `qos`, if given); returns it. */
+export function assertPublish(packet: Packet, topic: string, payload: string, qos?: QoS): Publish {
+  const seen = JSON.stringify(summary(packet));
+  assert.equal(packet.cmd, "publish", `expected PUBLISH, got ${seen}`);
+  assert.deepEqual([packet.topic, packet.payload.toString()], [topic, payload], `got ${seen}`);
+  if (qos !== undefined) assert.equal(packet.qos, qos, `QoS of ${seen}`);
+  return packet;
+}
+
+/**
+ * Sends `bytes` from a fresh client connected as "offender" and asserts the broker closes that connection
+ * without answering, counting exactly one protocol error.
+ */
+export async function assertClosesConnection(broker: TestBroker, bytes: Uint8Array): Promise<void> {
+  await using client = await RawClient.connected(broker.port, { clientId: "offender" });
+  await client.sendBytes(bytes);
+  await client.assertClosedSilently();
+  assert.equal(broker.server.metrics.protocolErrors, 1);
 }
 
 /** A packet without its payload buffers, for readable assertion messages. */
