@@ -58,7 +58,7 @@ export function startServer(config: Config, log: Logger): Server {
   const listeners: Listener[] = [];
   try {
     for (const listener of config.listeners) {
-      listeners.push(open(listener, accept, log));
+      listeners.push(openListener(listener, accept, log));
       const bound = listeners[listeners.length - 1];
       log.info(`listening on ${bound.type} ${formatHost(bound.host)}:${bound.port}`);
     }
@@ -83,7 +83,11 @@ export function startServer(config: Config, log: Logger): Server {
   };
 }
 
-function open(config: ListenerConfig, accept: (conn: Connection) => Client | null, log: Logger): Listener {
+function openListener(
+  config: ListenerConfig,
+  accept: (conn: Connection) => Client | null,
+  log: Logger,
+): Listener {
   try {
     return listenTcp(config.host, config.port, accept, log);
   } catch (error) {

@@ -5,7 +5,7 @@
  */
 
 import type { Config } from "../config/schema.ts";
-import type { Logger } from "../observe/log.ts";
+import { type Logger, quote } from "../observe/log.ts";
 import type { Metrics } from "../observe/metrics.ts";
 import type { QoS } from "../protocol/codec.ts";
 import { ConnackCode } from "../protocol/codes.ts";
@@ -91,9 +91,7 @@ export class Broker {
       if (performance.now() < at) return this.#scheduleExpiry(session, at);
       this.metrics.sessionsExpired++;
       this.log.info(
-        `session ${
-          JSON.stringify(session.clientId)
-        } expired after ${this.config.mqtt.session_expiry}s offline`,
+        `session ${quote(session.clientId)} expired after ${this.config.mqtt.session_expiry}s offline`,
       );
       this.#discard(session);
     }, Math.min(at - performance.now(), MAX_TIMER_MS));

@@ -21,6 +21,7 @@ import {
 import { CONNACK_REASON, ConnackCode } from "../protocol/codes.ts";
 import { FrameReader } from "../protocol/frame.ts";
 import { isValidTopicFilter, isValidTopicName } from "../protocol/topic.ts";
+import { quote } from "../observe/log.ts";
 import type { Connection, ConnectionHandler } from "../transport/connection.ts";
 import type { Broker } from "./broker.ts";
 import type { Message } from "./message.ts";
@@ -265,8 +266,10 @@ export class Client implements ConnectionHandler, Outlet {
 
   // --- Keep-alive and closing ------------------------------------------------------------------------------
 
-  /** The server closes a client silent for 1.5 x its keep-alive [MQTT-3.1.2-24]; monotonic time, so a
-   * wall-clock step cannot disconnect everyone at once. */
+  /**
+   * The server closes a client silent for 1.5 x its keep-alive [MQTT-3.1.2-24]. Monotonic time, so a
+   * wall-clock step cannot disconnect everyone at once.
+   */
   #armKeepAlive(delay: number): void {
     this.#timer = setTimeout(() => {
       const limit = this.#keepAliveMs * 1.5;
@@ -313,14 +316,6 @@ export class Client implements ConnectionHandler, Outlet {
     const { address, port } = this.#conn.peer;
     return address.includes(":") ? `[${address}]:${port}` : `${address}:${port}`;
   }
-}
-
-/**
- * A client-supplied string for a log line: JSON-quoted so control characters cannot forge a second line,
- * and cut short so a 64 KiB topic does not become a 64 KiB line.
- */
-function quote(text: string, max = 120): string {
-  return JSON.stringify(text.length > max ? `${text.slice(0, max)}...` : text);
 }
 
 function toBytes(payload: Buffer | string): Uint8Array {

@@ -42,5 +42,13 @@ export function createLogger(level: LogLevel, sink: LogSink = stderrSink): Logge
   };
 }
 
+/**
+ * A client-supplied string for a log line: JSON-quoted so control characters cannot forge a second line,
+ * and cut short so a 64 KiB topic does not become a 64 KiB line.
+ */
+export function quote(text: string, max = 120): string {
+  return JSON.stringify(text.length > max ? `${text.slice(0, max)}...` : text);
+}
+
 /** A logger that drops everything (used by unit tests of modules that log). */
 export const silentLogger: Logger = createLogger("error", () => {});
