@@ -29,6 +29,7 @@ export class Broker {
   readonly delivery: Delivery;
   readonly #router = new Router();
   #publishSeq = 0;
+  readonly #targets: Session[] = [];
   #retainedFullLogged = false;
 
   constructor(
@@ -132,21 +133,28 @@ export class Broker {
    */
   publish(message: Message): void {
     if (message.retain) this.#retain(message);
-    const seq = ++this.#publishSeq;
-    const targets: Session[] = [];
-    this.#router.match(message.topic, (session, subscription) => {
-      if (session.matchSeq !== seq) {
-        session.matchSeq = seq;
-        session.matchQos = subscription.qos;
-        targets.push(session);
-      } else if (subscription.qos > session.matchQos) {
-        session.matchQos = subscription.qos;
-      }
-    });
-    for (const session of targets) {
+    // Collected into a reused array by a visitor made once: no allocation per publish. Delivery never
+    // publishes, so this cannot be re-entered while the array is in use.
+    this.#publishSeq++;
+    this.#router.match(message.topic, this.#collect);
+    const targets = this.#targets;
+    for (let i = 0; i < targets.length; i++) {
+      const session = targets[i];
       this.delivery.deliver(session, message, Math.min(message.qos, session.matchQos) as QoS, false);
     }
+    targets.length = 0;
   }
+
+  /** Router visitor: each matching session once, at the highest QoS among its matching subscriptions. */
+  readonly #collect = (session: Session, subscription: Subscription): void => {
+    if (session.matchSeq !== this.#publishSeq) {
+      session.matchSeq = this.#publishSeq;
+      session.matchQos = subscription.qos;
+      this.#targets.push(session);
+    } else if (subscription.qos > session.matchQos) {
+      session.matchQos = subscription.qos;
+    }
+  };
 
   #retain(message: Message): void {
     // An empty payload clears the topic and is not stored [MQTT-3.3.1-10, MQTT-3.3.1-11].

@@ -3,21 +3,19 @@
  * packets, enforces the rules of each packet, and talks to the broker; it never sees the socket itself.
  */
 
-import { Buffer } from "node:buffer";
 import { authenticate } from "../auth/authenticate.ts";
 import {
   type ConnectPacket,
   encode,
-  encodeAckV3,
   type Packet,
   PacketDecoder,
   peekProtocol,
   type ProtocolVersion,
-  type PublishPacket,
   type QoS,
   type SubscribePacket,
   type UnsubscribePacket,
 } from "../protocol/codec.ts";
+import { encodeAck, PINGRESP, type PublishPacket } from "../protocol/hot.ts";
 import { CONNACK_REASON, ConnackCode } from "../protocol/codes.ts";
 import { FrameReader } from "../protocol/frame.ts";
 import { isValidTopicFilter, isValidTopicName } from "../protocol/topic.ts";
@@ -83,7 +81,7 @@ export class Client implements ConnectionHandler, Outlet {
 
   // --- Outlet --------------------------------------------------------------------------------------------
 
-  write(bytes: Buffer): void {
+  write(bytes: Uint8Array): void {
     this.#conn.write(bytes);
   }
 
@@ -102,7 +100,7 @@ export class Client implements ConnectionHandler, Outlet {
 
   // --- Packets -------------------------------------------------------------------------------------------
 
-  readonly #onFrame = (frame: Buffer): boolean => {
+  readonly #onFrame = (frame: Uint8Array): boolean => {
     if (this.#state === "connecting") {
       this.#connect(frame);
     } else {
@@ -118,20 +116,20 @@ export class Client implements ConnectionHandler, Outlet {
       case "publish":
         return this.#publish(packet);
       case "puback":
-        return this.#broker.delivery.acknowledged(this.#session!, packet.messageId!);
+        return this.#broker.delivery.acknowledged(this.#session!, packet.messageId);
       case "pubrec":
-        return this.#broker.delivery.received(this.#session!, packet.messageId!);
+        return this.#broker.delivery.received(this.#session!, packet.messageId);
       case "pubrel":
-        this.#session!.inboundQos2.delete(packet.messageId!);
-        return this.write(encodeAckV3("pubcomp", packet.messageId!));
+        this.#session!.inboundQos2.delete(packet.messageId);
+        return this.write(encodeAck("pubcomp", packet.messageId));
       case "pubcomp":
-        return this.#broker.delivery.completed(this.#session!, packet.messageId!);
+        return this.#broker.delivery.completed(this.#session!, packet.messageId);
       case "subscribe":
         return this.#subscribe(packet);
       case "unsubscribe":
         return this.#unsubscribe(packet);
       case "pingreq":
-        return this.write(encode({ cmd: "pingresp" }, this.#version));
+        return this.write(PINGRESP);
       case "disconnect":
         // A clean DISCONNECT discards the will [MQTT-3.14.4-3].
         return this.#close("client sent DISCONNECT", false);
@@ -142,7 +140,7 @@ export class Client implements ConnectionHandler, Outlet {
     }
   }
 
-  #connect(frame: Buffer): void {
+  #connect(frame: Uint8Array): void {
     const protocol = peekProtocol(frame);
     if (!protocol) return this.#protocolError("malformed packet: CONNECT too short");
     if (protocol.name !== "MQTT" && protocol.name !== "MQIsdp") {
@@ -219,10 +217,10 @@ export class Client implements ConnectionHandler, Outlet {
         pending.add(messageId!);
         this.#route(toMessage(packet));
       }
-      return this.write(encodeAckV3("pubrec", messageId!));
+      return this.write(encodeAck("pubrec", messageId!));
     }
     this.#route(toMessage(packet));
-    if (qos === 1) this.write(encodeAckV3("puback", messageId!));
+    if (qos === 1) this.write(encodeAck("puback", messageId!));
   }
 
   /** Publishes a message from this client (a PUBLISH or its will). */
@@ -261,7 +259,7 @@ export class Client implements ConnectionHandler, Outlet {
       return this.#protocolError(`invalid topic filter ${quote(invalid)} in UNSUBSCRIBE`);
     }
     for (const filter of packet.unsubscriptions) this.#broker.unsubscribe(this.#session!, filter);
-    this.write(encodeAckV3("unsuback", packet.messageId!));
+    this.write(encodeAck("unsuback", packet.messageId!));
   }
 
   // --- Keep-alive and closing ------------------------------------------------------------------------------
@@ -318,10 +316,11 @@ export class Client implements ConnectionHandler, Outlet {
   }
 }
 
-function toBytes(payload: Buffer | string): Uint8Array {
-  return typeof payload === "string" ? Buffer.from(payload) : payload;
+function toBytes(payload: Uint8Array | string): Uint8Array {
+  return typeof payload === "string" ? new TextEncoder().encode(payload) : payload;
 }
 
 function toMessage(packet: PublishPacket): Message {
-  return { topic: packet.topic, payload: toBytes(packet.payload), qos: packet.qos, retain: packet.retain };
+  const { topic, topicBytes, payload, qos, retain, frame } = packet;
+  return { topic, topicBytes, payload, qos, retain, frame };
 }

@@ -3,8 +3,8 @@
  * QoS 1/2 through the inflight window, then the bounded queue. What does not fit is dropped and counted.
  */
 
-import type { Buffer } from "node:buffer";
-import { encodeAckV3, encodePublishV3, type QoS, withPacketId } from "../protocol/codec.ts";
+import type { QoS } from "../protocol/codec.ts";
+import { encodeAck, encodePublish, publishFirstByte, withPacketId } from "../protocol/hot.ts";
 import type { Metrics } from "../observe/metrics.ts";
 import type { Message } from "./message.ts";
 import type { Outbound, Outlet, Session } from "./session.ts";
@@ -62,7 +62,7 @@ export class Delivery {
     const outbound = session.inflight.get(packetId);
     if (outbound?.qos === 2) outbound.released = true;
     // An unknown id still gets PUBREL, so the client can finish its own flow.
-    session.outlet?.write(encodeAckV3("pubrel", packetId));
+    session.outlet?.write(encodeAck("pubrel", packetId));
   }
 
   /** PUBCOMP from the client. */
@@ -83,7 +83,7 @@ export class Delivery {
     for (const outbound of session.inflight.values()) {
       outlet.write(
         outbound.released
-          ? encodeAckV3("pubrel", outbound.packetId)
+          ? encodeAck("pubrel", outbound.packetId)
           : withPacketId(wireForm(outbound.message, outbound.qos, outbound.retain), outbound.packetId, true),
       );
     }
@@ -108,9 +108,31 @@ export class Delivery {
   }
 }
 
-/** The message's PUBLISH bytes for this QoS and RETAIN flag, encoded once and shared by every subscriber. */
-function wireForm(message: Message, qos: QoS, retain: boolean): Buffer {
+const textEncoder = new TextEncoder();
+
+/**
+ * The message's PUBLISH bytes for this QoS and RETAIN flag, made once and shared by every subscriber. When
+ * the message arrived as a PUBLISH of the same QoS, its own bytes are used: as they are if the first byte
+ * matches too (a QoS 0 fan-out then copies nothing), else copied with the first byte changed.
+ */
+function wireForm(message: Message, qos: QoS, retain: boolean): Uint8Array {
   const cache = message.wire ??= [];
   const index = qos * 2 + (retain ? 1 : 0);
-  return cache[index] ??= encodePublishV3(message.topic, message.payload, qos, retain, false);
+  const cached = cache[index];
+  if (cached) return cached;
+  const first = publishFirstByte(qos, retain);
+  const { frame } = message;
+  let bytes: Uint8Array;
+  if (frame && message.qos === qos) {
+    if (frame[0] === first) {
+      bytes = frame;
+    } else {
+      bytes = frame.slice();
+      bytes[0] = first;
+    }
+  } else {
+    const topicBytes = message.topicBytes ?? textEncoder.encode(message.topic);
+    bytes = encodePublish(topicBytes, message.payload, qos, retain);
+  }
+  return cache[index] = bytes;
 }

@@ -1,4 +1,3 @@
-import type { Buffer } from "node:buffer";
 import type { QoS } from "../protocol/codec.ts";
 
 /**
@@ -11,6 +10,10 @@ export interface Message {
   readonly qos: QoS;
   /** The RETAIN flag as published (the broker decides the flag on each delivery). */
   readonly retain: boolean;
+  /** The topic's UTF-8 bytes, when the message arrived as a PUBLISH (saves encoding it again). */
+  readonly topicBytes?: Uint8Array;
+  /** The MQTT 3.1/3.1.1 PUBLISH it arrived in, reused as is when a delivery has the same wire form. */
+  readonly frame?: Uint8Array;
   /** Encoded MQTT 3.1.1 PUBLISH forms, filled on first use; index `qos * 2 + (retain ? 1 : 0)`. */
-  wire?: (Buffer | undefined)[];
+  wire?: (Uint8Array | undefined)[];
 }

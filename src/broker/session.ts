@@ -3,7 +3,6 @@
  * socket; while a client is connected, `outlet` is how deliveries reach it.
  */
 
-import type { Buffer } from "node:buffer";
 import type { QoS } from "../protocol/codec.ts";
 import type { Message } from "./message.ts";
 import type { Subscription } from "./router.ts";
@@ -20,7 +19,7 @@ export interface Outbound {
 
 /** The connected client, as delivery sees it. */
 export interface Outlet {
-  write(bytes: Buffer): void;
+  write(bytes: Uint8Array): void;
   /** Bytes written but not yet on the wire. */
   readonly buffered: number;
   /** Another connection with the same client id took the session over: close this one [MQTT-3.1.4-2]. */

@@ -6,14 +6,12 @@
  * codec hands out payload views into that buffer, so it must not be the transport's reused read buffer.
  */
 
-import { Buffer } from "node:buffer";
-
 export type FrameError =
   | { kind: "malformed"; message: string }
   | { kind: "too_large"; message: string; size: number };
 
 /** Called once per complete frame; returning false stops framing (the connection is closing). */
-export type FrameSink = (frame: Buffer) => boolean;
+export type FrameSink = (frame: Uint8Array) => boolean;
 
 /** Longest fixed header: one type byte and four remaining-length bytes. */
 const MAX_HEADER = 5;
@@ -24,7 +22,7 @@ export class FrameReader {
   #head = new Uint8Array(MAX_HEADER);
   #headLength = 0;
   /** The frame being filled while its body is split across chunks. */
-  #frame: Buffer | null = null;
+  #frame: Uint8Array | null = null;
   #filled = 0;
 
   constructor(maxPacketSize: number) {
@@ -62,7 +60,7 @@ export class FrameReader {
         const error = this.#checkSize(header);
         if (error) return error;
         if (at + header <= chunk.length) {
-          const frame = Buffer.from(chunk.subarray(at, at + header));
+          const frame = chunk.slice(at, at + header);
           at += header;
           if (!sink(frame)) return null;
         } else {
@@ -100,7 +98,7 @@ export class FrameReader {
   }
 
   #startFrame(total: number, first: Uint8Array): void {
-    this.#frame = Buffer.allocUnsafe(total);
+    this.#frame = new Uint8Array(total);
     this.#frame.set(first, 0);
     this.#filled = first.length;
   }
