@@ -76,7 +76,7 @@ async function start(configPath: string | undefined): Promise<number> {
   const stopSignal = nextStopSignal(log);
   let server;
   try {
-    server = startServer(config, log);
+    server = await startServer(config, log);
   } catch (error) {
     if (!(error instanceof StartError)) throw error;
     log.error(error.message);

@@ -24,7 +24,7 @@ export interface Server {
 /** A listener could not be opened; `message` is the one line to show. */
 export class StartError extends Error {}
 
-export function startServer(config: Config, log: Logger): Server {
+export async function startServer(config: Config, log: Logger): Promise<Server> {
   const metrics = createMetrics();
   const broker = new Broker(
     config,
@@ -58,12 +58,12 @@ export function startServer(config: Config, log: Logger): Server {
   const listeners: Listener[] = [];
   try {
     for (const listener of config.listeners) {
-      listeners.push(openListener(listener, accept, log));
+      listeners.push(await openListener(listener, accept, log));
       const bound = listeners[listeners.length - 1];
       log.info(`listening on ${bound.type} ${formatHost(bound.host)}:${bound.port}`);
     }
   } catch (error) {
-    for (const listener of listeners) listener.close();
+    await Promise.all(listeners.map((l) => l.close()));
     throw error;
   }
 
@@ -83,26 +83,34 @@ export function startServer(config: Config, log: Logger): Server {
   };
 }
 
-function openListener(
+async function openListener(
   config: ListenerConfig,
   accept: (conn: Connection) => Client | null,
   log: Logger,
-): Listener {
+): Promise<Listener> {
   try {
-    return listenTcp(config.host, config.port, accept, log);
+    return await listenTcp(config.host, config.port, accept, log);
   } catch (error) {
-    const reason = error instanceof Deno.errors.AddrInUse
-      ? "address already in use"
-      : error instanceof Deno.errors.AddrNotAvailable
-      ? "address not available on this machine"
-      : error instanceof Deno.errors.NotCapable || error instanceof Deno.errors.PermissionDenied
-      ? "permission denied"
-      : error instanceof Error
-      ? error.message
-      : String(error);
     throw new StartError(
-      `cannot listen on ${config.type} ${formatHost(config.host)}:${config.port}: ${reason}`,
+      `cannot listen on ${config.type} ${formatHost(config.host)}:${config.port}: ${listenFailure(error)}`,
     );
+  }
+}
+
+/** node:net's reason for a failed bind, in words. */
+function listenFailure(error: unknown): string {
+  switch ((error as { code?: string }).code) {
+    case "EADDRINUSE":
+      return "address already in use";
+    case "EADDRNOTAVAIL":
+    case "EINVAL":
+      return "address not available on this machine";
+    case "EACCES":
+      return "permission denied";
+    case "ENOTFOUND":
+      return "host name not found";
+    default:
+      return error instanceof Error ? error.message : String(error);
   }
 }
 

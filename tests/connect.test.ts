@@ -77,7 +77,7 @@ const port = (broker: TestBroker) => String(broker.port);
 // --- Protocol name and level -------------------------------------------------------------------------
 
 Deno.test("[MQTT-3.1.2-2] protocol name MQTT with level 4 is accepted with CONNACK 0", async () => {
-  await using broker = startBroker();
+  await using broker = await startBroker();
   await using client = await sendRaw(broker, connectFrame({ clientId: "v4" }));
   const connack = await client.expect("connack");
   assert.equal(connack.returnCode, 0);
@@ -89,7 +89,7 @@ Deno.test("[MQTT-3.1.2-2] protocol name MQTT with level 4 is accepted with CONNA
 });
 
 Deno.test("[MQTT-3.1.2-2] an MQTT 5 CONNECT (level 5) gets CONNACK 1, then the connection is closed", async () => {
-  await using broker = startBroker();
+  await using broker = await startBroker();
   await using client = await RawClient.open(broker.port);
   // A genuine MQTT 5 CONNECT (with its properties); the broker answers in 3.1.1 form.
   await client.send(
@@ -104,7 +104,7 @@ Deno.test("[MQTT-3.1.2-2] an MQTT 5 CONNECT (level 5) gets CONNACK 1, then the c
 mosquittoTest(
   "[MQTT-3.1.2-2] mosquitto_pub -V mqttv5 is told the protocol version is unacceptable",
   async () => {
-    await using broker = startBroker();
+    await using broker = await startBroker();
     const result = await runMosquittoTool("mosquitto_pub", [
       ...["-p", port(broker), "-V", "mqttv5", "-i", "mosq-v5", "-t", "a", "-m", "x"],
     ]);
@@ -115,7 +115,7 @@ mosquittoTest(
 );
 
 Deno.test("[MQTT-3.1.2-2] levels that do not match the protocol name get CONNACK 1", async () => {
-  await using broker = startBroker();
+  await using broker = await startBroker();
   for (const [name, level] of [["MQTT", 3], ["MQTT", 6], ["MQTT", 0], ["MQIsdp", 4]] as const) {
     await using client = await sendRaw(broker, connectFrame({ name, level, clientId: `${name}-${level}` }));
     await assertRefused(client, 1);
@@ -124,7 +124,7 @@ Deno.test("[MQTT-3.1.2-2] levels that do not match the protocol name get CONNACK
 });
 
 Deno.test("[MQTT-3.1.2-1] an unknown protocol name closes the connection without CONNACK", async () => {
-  await using broker = startBroker();
+  await using broker = await startBroker();
   for (const name of ["MQTX", "mqtt", "MQIsdp3", ""]) {
     await using client = await sendRaw(broker, connectFrame({ name, clientId: "who" }));
     await client.assertClosedSilently();
@@ -134,7 +134,7 @@ Deno.test("[MQTT-3.1.2-1] an unknown protocol name closes the connection without
 });
 
 mosquittoTest("MQTT 3.1 (MQIsdp, level 3) is accepted and can subscribe and receive", async () => {
-  await using broker = startBroker();
+  await using broker = await startBroker();
   await using client = await sendRaw(broker, connectFrame({ name: "MQIsdp", level: 3, clientId: "old" }), 3);
   assert.equal((await client.expect("connack")).returnCode, 0);
   await client.subscribe([["v31/#", 1]]);
@@ -148,7 +148,7 @@ mosquittoTest("MQTT 3.1 (MQIsdp, level 3) is accepted and can subscribe and rece
 });
 
 Deno.test("the bridge bit (0x80) of the protocol level is ignored", async () => {
-  await using broker = startBroker();
+  await using broker = await startBroker();
   await using bridge = await sendRaw(broker, connectFrame({ level: 0x84, clientId: "bridge" }));
   assert.equal((await bridge.expect("connack")).returnCode, 0);
   await bridge.assertIdle();
@@ -158,7 +158,7 @@ Deno.test("the bridge bit (0x80) of the protocol level is ignored", async () => 
 });
 
 Deno.test("[MQTT-3.1.4-1] a CONNECT split into one-byte writes is accepted", async () => {
-  await using broker = startBroker();
+  await using broker = await startBroker();
   await using client = await RawClient.open(broker.port);
   for (const byte of connectFrame({ clientId: "trickle", keepalive: 30 })) {
     await client.sendBytes(Uint8Array.of(byte));
@@ -168,7 +168,7 @@ Deno.test("[MQTT-3.1.4-1] a CONNECT split into one-byte writes is accepted", asy
 });
 
 Deno.test("[MQTT-3.1.4-1] a CONNECT with bytes after its last field closes the connection without CONNACK", async () => {
-  await using broker = startBroker();
+  await using broker = await startBroker();
   // Flags announce no will, username or password, yet two more bytes follow the client id.
   await using client = await sendRaw(broker, connectFrame({ clientId: "surplus", trailing: [0x00, 0x00] }));
   await client.assertClosedSilently();
@@ -178,7 +178,7 @@ Deno.test("[MQTT-3.1.4-1] a CONNECT with bytes after its last field closes the c
 // --- Connect flags ---------------------------------------------------------------------------------
 
 Deno.test("[MQTT-3.1.2-3] reserved connect flag bit 0 set closes the connection without CONNACK", async () => {
-  await using broker = startBroker();
+  await using broker = await startBroker();
   await using client = await sendRaw(broker, connectFrame({ flags: CLEAN | RESERVED, clientId: "reserved" }));
   await client.assertClosedSilently();
   assert.equal(broker.server.broker.sessions.get("reserved"), undefined);
@@ -186,7 +186,7 @@ Deno.test("[MQTT-3.1.2-3] reserved connect flag bit 0 set closes the connection 
 });
 
 Deno.test("[MQTT-3.1.2-11] will QoS or will retain set without the will flag closes the connection", async () => {
-  await using broker = startBroker();
+  await using broker = await startBroker();
   const badFlags = [CLEAN | (1 << WILL_QOS_SHIFT), CLEAN | (2 << WILL_QOS_SHIFT), CLEAN | WILL_RETAIN];
   for (const flags of badFlags) {
     await using client = await sendRaw(broker, connectFrame({ flags, clientId: "nowill" }));
@@ -196,7 +196,7 @@ Deno.test("[MQTT-3.1.2-11] will QoS or will retain set without the will flag clo
 });
 
 Deno.test("[MQTT-3.1.2-14] will QoS 3 closes the connection without CONNACK", async () => {
-  await using broker = startBroker();
+  await using broker = await startBroker();
   const flags = CLEAN | WILL | (3 << WILL_QOS_SHIFT);
   await using client = await sendRaw(
     broker,
@@ -207,7 +207,7 @@ Deno.test("[MQTT-3.1.2-14] will QoS 3 closes the connection without CONNACK", as
 });
 
 Deno.test("[MQTT-3.1.2-9] every valid will QoS and will retain combination is accepted", async () => {
-  await using broker = startBroker();
+  await using broker = await startBroker();
   for (const qos of [0, 1, 2]) {
     for (const retain of [0, WILL_RETAIN]) {
       const flags = CLEAN | WILL | (qos << WILL_QOS_SHIFT) | retain;
@@ -223,7 +223,7 @@ Deno.test("[MQTT-3.1.2-9] every valid will QoS and will retain combination is ac
 });
 
 Deno.test("[MQTT-3.3.2-2] a will topic with wildcards, or empty [MQTT-4.7.3-1], closes the connection", async () => {
-  await using broker = startBroker();
+  await using broker = await startBroker();
   for (const willTopic of ["w/+", "w/#", "#", ""]) {
     await using client = await sendRaw(
       broker,
@@ -235,7 +235,7 @@ Deno.test("[MQTT-3.3.2-2] a will topic with wildcards, or empty [MQTT-4.7.3-1], 
 });
 
 Deno.test("[MQTT-3.1.2-22] password flag without username flag closes the connection", async () => {
-  await using broker = startBroker();
+  await using broker = await startBroker();
   const flags = CLEAN | PASSWORD;
   await using client = await sendRaw(broker, connectFrame({ flags, clientId: "pw", password: "secret" }));
   await client.assertClosedSilently();
@@ -248,7 +248,7 @@ Deno.test("[MQTT-3.1.2-22] password flag without username flag closes the connec
 // --- Client identifiers ------------------------------------------------------------------------------
 
 Deno.test("[MQTT-3.1.3-6] an empty client id with clean session 1 gets a unique assigned id that works", async () => {
-  await using broker = startBroker();
+  await using broker = await startBroker();
   await using first = await sendRaw(broker, connectFrame({ clientId: "" }));
   assert.equal((await first.expect("connack")).returnCode, 0);
   await using second = await sendRaw(broker, connectFrame({ clientId: "" }));
@@ -268,7 +268,7 @@ Deno.test("[MQTT-3.1.3-6] an empty client id with clean session 1 gets a unique 
 });
 
 Deno.test("[MQTT-3.1.3-8] an empty client id with clean session 0 gets CONNACK 2, then close", async () => {
-  await using broker = startBroker();
+  await using broker = await startBroker();
   await using client = await sendRaw(broker, connectFrame({ flags: 0, clientId: "" }));
   await assertRefused(client, 2);
   assert.equal(broker.server.broker.sessions.size, 0);
@@ -276,7 +276,7 @@ Deno.test("[MQTT-3.1.3-8] an empty client id with clean session 0 gets CONNACK 2
 });
 
 Deno.test("[MQTT-3.1.3-9] MQTT 3.1 client ids must have 1 to 23 characters, else CONNACK 2", async () => {
-  await using broker = startBroker();
+  await using broker = await startBroker();
   await using tooLong = await sendRaw(
     broker,
     connectFrame({ name: "MQIsdp", level: 3, clientId: "x".repeat(24) }),
@@ -297,7 +297,7 @@ Deno.test("[MQTT-3.1.3-9] MQTT 3.1 client ids must have 1 to 23 characters, else
 mosquittoTest(
   "[MQTT-3.1.3-9] mosquitto_pub -V mqttv31 with a 24-character id is refused, 23 characters work",
   async () => {
-    await using broker = startBroker();
+    await using broker = await startBroker();
     const args = (id: string) => ["-p", port(broker), "-V", "mqttv31", "-i", id, "-t", "ids", "-m", id];
     const refused = await runMosquittoTool("mosquitto_pub", args("a".repeat(24)));
     assert.notEqual(refused.code, 0);
@@ -311,7 +311,7 @@ mosquittoTest(
 );
 
 Deno.test("a 3.1.1 client id longer than 23 characters is accepted", async () => {
-  await using broker = startBroker();
+  await using broker = await startBroker();
   const clientId = "a-rather-long-client-identifier-of-3.1.1";
   await using client = await RawClient.connected(broker.port, { clientId });
   await client.assertIdle();
@@ -321,7 +321,7 @@ Deno.test("a 3.1.1 client id longer than 23 characters is accepted", async () =>
 // --- Packet order --------------------------------------------------------------------------------------
 
 Deno.test("[MQTT-3.1.0-1] a first packet other than CONNECT closes the connection without CONNACK", async () => {
-  await using broker = startBroker();
+  await using broker = await startBroker();
   await using watcher = await RawClient.connected(broker.port, { clientId: "watcher" });
   await watcher.subscribe([["first/#", 0]]);
   const publish = frame(0x30, [...utf8("first/early"), ...utf8Bytes("sneaky")]);
@@ -342,7 +342,7 @@ Deno.test("[MQTT-3.1.0-1] a first packet other than CONNECT closes the connectio
 });
 
 Deno.test("[MQTT-3.1.0-2] a second CONNECT on a connection closes it", async () => {
-  await using broker = startBroker();
+  await using broker = await startBroker();
   await using client = await RawClient.connected(broker.port, { clientId: "twice" });
   await client.sendBytes(connectFrame({ clientId: "twice" }));
   await client.assertClosedSilently();
@@ -353,7 +353,7 @@ Deno.test("[MQTT-3.1.0-2] a second CONNECT on a connection closes it", async () 
 // --- Session present ---------------------------------------------------------------------------------
 
 Deno.test("[MQTT-3.2.2-3] clean session 0 without a stored session gets session present 0", async () => {
-  await using broker = startBroker();
+  await using broker = await startBroker();
   await using client = await RawClient.connected(broker.port, { clientId: "fresh", clean: false });
   assert.equal(client.sessionPresent, false);
   await using clean = await RawClient.connected(broker.port, { clientId: "fresh-clean", clean: true });
@@ -361,7 +361,7 @@ Deno.test("[MQTT-3.2.2-3] clean session 0 without a stored session gets session 
 });
 
 Deno.test("[MQTT-3.2.2-2] clean session 0 resuming a stored session gets session present 1", async () => {
-  await using broker = startBroker();
+  await using broker = await startBroker();
   {
     await using first = await RawClient.connected(broker.port, { clientId: "keeper", clean: false });
     assert.equal(first.sessionPresent, false);
@@ -377,7 +377,7 @@ Deno.test("[MQTT-3.2.2-2] clean session 0 resuming a stored session gets session
 });
 
 Deno.test("[MQTT-3.2.2-1] clean session 1 gets session present 0 even when a session was stored", async () => {
-  await using broker = startBroker();
+  await using broker = await startBroker();
   {
     await using first = await RawClient.connected(broker.port, { clientId: "cleaner", clean: false });
     await first.disconnect();
@@ -391,7 +391,7 @@ Deno.test("[MQTT-3.2.2-1] clean session 1 gets session present 0 even when a ses
 });
 
 Deno.test("MQTT 3.1 CONNACK keeps its reserved flags byte 0, even when a persistent session is resumed", async () => {
-  await using broker = startBroker();
+  await using broker = await startBroker();
   const connect31 = () => connectFrame({ name: "MQIsdp", level: 3, flags: 0, clientId: "old-keeper" });
   {
     await using first = await sendRaw(broker, connect31(), 3);
@@ -411,7 +411,7 @@ Deno.test("MQTT 3.1 CONNACK keeps its reserved flags byte 0, even when a persist
 });
 
 Deno.test("[MQTT-3.2.2-4] a refused CONNECT has session present 0 and leaves the stored session alone", async () => {
-  await using broker = startBroker();
+  await using broker = await startBroker();
   await using owner = await RawClient.connected(broker.port, { clientId: "owned", clean: false });
   // Same client id, unsupported level: refused before any session handling, so no takeover.
   await using refused = await sendRaw(broker, connectFrame({ level: 3, flags: 0, clientId: "owned" }));
@@ -425,7 +425,7 @@ Deno.test("[MQTT-3.2.2-4] a refused CONNECT has session present 0 and leaves the
 // --- Refusals ------------------------------------------------------------------------------------------
 
 mosquittoTest("[MQTT-3.2.2-5] auth.allow_anonymous false refuses every client with CONNACK 5", async () => {
-  await using broker = startBroker({ auth: { allow_anonymous: false } });
+  await using broker = await startBroker({ auth: { allow_anonymous: false } });
   await using anonymous = await sendRaw(broker, connectFrame({ clientId: "anon" }));
   await assertRefused(anonymous, 5);
   await using named = await sendRaw(
@@ -442,7 +442,7 @@ mosquittoTest("[MQTT-3.2.2-5] auth.allow_anonymous false refuses every client wi
 });
 
 Deno.test("[MQTT-3.1.4-5] data sent after a refused CONNECT is not processed", async () => {
-  await using broker = startBroker();
+  await using broker = await startBroker();
   await using watcher = await RawClient.connected(broker.port, { clientId: "watcher" });
   await watcher.subscribe([["after/#", 0]]);
   const refusedConnect = connectFrame({ level: 5, clientId: "refused" });
@@ -454,7 +454,7 @@ Deno.test("[MQTT-3.1.4-5] data sent after a refused CONNECT is not processed", a
 });
 
 Deno.test("limits.max_sessions reached: a client needing a new session gets CONNACK 3", async () => {
-  await using broker = startBroker({ limits: { max_sessions: 2 } });
+  await using broker = await startBroker({ limits: { max_sessions: 2 } });
   await using online = await RawClient.connected(broker.port, { clientId: "online" });
   {
     const offline = await RawClient.connected(broker.port, { clientId: "offline", clean: false });
@@ -479,7 +479,7 @@ Deno.test("limits.max_sessions reached: a client needing a new session gets CONN
 // --- Takeover ------------------------------------------------------------------------------------------
 
 Deno.test("[MQTT-3.1.4-2] a CONNECT with a connected client id closes the old connection; the new one works", async () => {
-  await using broker = startBroker();
+  await using broker = await startBroker();
   await using old = await RawClient.connected(broker.port, { clientId: "same" });
   await old.subscribe([["take/#", 0]]);
   await using taker = await RawClient.connected(broker.port, { clientId: "same" });
@@ -494,7 +494,7 @@ Deno.test("[MQTT-3.1.4-2] a CONNECT with a connected client id closes the old co
 mosquittoTest(
   "[MQTT-3.1.4-2] mosquitto_pub -i with MQTT.js's client id takes over MQTT.js's connection",
   async () => {
-    await using broker = startBroker();
+    await using broker = await startBroker();
     await using mqttjs = await connectMqttJs(broker.port, { clientId: "shared-id" });
     const closed = new Promise<void>((resolve) => mqttjs.mqtt.once("close", () => resolve()));
     const args = ["-p", port(broker), "-i", "shared-id", "-t", "t", "-m", "x"];
@@ -508,7 +508,7 @@ mosquittoTest(
 // --- Connect timeout -------------------------------------------------------------------------------------
 
 Deno.test("mqtt.connect_timeout closes a connection that sends no CONNECT (and not a connected client)", async () => {
-  await using broker = startBroker({ mqtt: { connect_timeout: 1 } });
+  await using broker = await startBroker({ mqtt: { connect_timeout: 1 } });
   await using connected = await RawClient.connected(broker.port, { clientId: "prompt" });
   await using silent = await RawClient.open(broker.port);
   // Half a CONNECT is not a CONNECT either.

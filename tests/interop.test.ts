@@ -18,7 +18,7 @@ const at = (broker: TestBroker) => ["-h", "127.0.0.1", "-p", String(broker.port)
 mosquittoTest(
   "README done-when: `mosquitto_sub -t '#' -v` receives what `mosquitto_pub -q 2 -t a/b -m hi` sends",
   async () => {
-    await using broker = startBroker();
+    await using broker = await startBroker();
     await using sub = new MosquittoSub([...at(broker), "-t", "#", "-v"]);
     await broker.subscribed(null, "#");
     const pub = await runMosquittoTool("mosquitto_pub", [...at(broker), "-q", "2", "-t", "a/b", "-m", "hi"]);
@@ -29,7 +29,7 @@ mosquittoTest(
 
 for (const version of ["mqttv31", "mqttv311"]) {
   mosquittoTest(`mosquitto_pub -V ${version} -q 1 is accepted and its message delivered`, async () => {
-    await using broker = startBroker();
+    await using broker = await startBroker();
     await using sub = await connectMqttJs(broker.port, { clientId: "listener" });
     await sub.mqtt.subscribeAsync("v/#", { qos: 1 });
     const pub = await runMosquittoTool("mosquitto_pub", [
@@ -61,7 +61,7 @@ for (const version of ["mqttv31", "mqttv311"]) {
 mosquittoTest(
   "mosquitto_pub -V mqttv31 without -i gets an MQTT 3.1 client id the broker accepts",
   async () => {
-    await using broker = startBroker();
+    await using broker = await startBroker();
     await using sub = await connectMqttJs(broker.port);
     await sub.mqtt.subscribeAsync("v31", { qos: 0 });
     const pub = await runMosquittoTool("mosquitto_pub", [
@@ -79,7 +79,7 @@ mosquittoTest(
 );
 
 mosquittoTest("mosquitto_sub -V mqttv31 receives a QoS 2 message from mosquitto_pub -V mqttv31", async () => {
-  await using broker = startBroker();
+  await using broker = await startBroker();
   await using sub = new MosquittoSub([
     ...at(broker),
     "-V",
@@ -112,7 +112,7 @@ mosquittoTest("mosquitto_sub -V mqttv31 receives a QoS 2 message from mosquitto_
 mosquittoTest(
   "[MQTT-3.1.2-4] mosquitto_sub -c -i (persistent) receives QoS 1 messages sent while it was down",
   async () => {
-    await using broker = startBroker();
+    await using broker = await startBroker();
     const args = [...at(broker), "-c", "-i", "persist-sub", "-q", "1", "-t", "p/t", "-v", "-W", "5"];
     // First run: create the persistent session, receive one message, disconnect.
     await using first = new MosquittoSub([...args, "-C", "1"]);
@@ -155,7 +155,7 @@ mosquittoTest(
 mosquittoTest(
   "[MQTT-3.3.1-8] mosquitto_pub -r: a later MQTT.js subscriber gets the retained message with RETAIN=1",
   async () => {
-    await using broker = startBroker();
+    await using broker = await startBroker();
     const pub = await runMosquittoTool("mosquitto_pub", [
       ...at(broker),
       "-r",
@@ -177,7 +177,7 @@ mosquittoTest(
 mosquittoTest(
   "[MQTT-3.3.1-10] mosquitto_pub -r -n clears a retained message for later MQTT.js subscribers",
   async () => {
-    await using broker = startBroker();
+    await using broker = await startBroker();
     for (const [topic, message] of [["r/a", "first"], ["r/b", "kept"]]) {
       const pub = await runMosquittoTool("mosquitto_pub", [...at(broker), "-r", "-t", topic, "-m", message]);
       assert.equal(pub.code, 0, pub.stderr);
@@ -199,7 +199,7 @@ mosquittoTest(
 
 for (const qos of [0, 1, 2] as const) {
   mosquittoTest(`MQTT.js QoS ${qos} publish reaches mosquitto_sub -q 2 (-v output)`, async () => {
-    await using broker = startBroker();
+    await using broker = await startBroker();
     await using sub = new MosquittoSub([...at(broker), "-i", "mq-sub", "-q", "2", "-t", "js/#", "-v"]);
     await broker.subscribed("mq-sub", "js/#");
     await using pub = await connectMqttJs(broker.port, { clientId: "js-pub" });
@@ -211,7 +211,7 @@ for (const qos of [0, 1, 2] as const) {
 mosquittoTest(
   "[MQTT-3.8.4-6] delivered QoS is min(published, granted): mosquitto_sub -q 1 sees QoS 0, 1, 1",
   async () => {
-    await using broker = startBroker();
+    await using broker = await startBroker();
     await using sub = new MosquittoSub([
       ...at(broker),
       "-i",
@@ -234,7 +234,7 @@ mosquittoTest(
 mosquittoTest(
   "[MQTT-4.6.0-6] mosquitto_pub -l sends 100 stdin lines that an MQTT.js QoS 1 subscriber gets in order",
   async () => {
-    await using broker = startBroker();
+    await using broker = await startBroker();
     await using sub = await connectMqttJs(broker.port, { clientId: "js-sub" });
     await sub.mqtt.subscribeAsync("lines", { qos: 1 });
     const lines = Array.from({ length: 100 }, (_, i) => `line ${i + 1}`);
@@ -251,7 +251,7 @@ mosquittoTest(
 mosquittoTest(
   "[MQTT-3.1.2-8] mosquitto_sub --will-topic killed with SIGKILL: its will reaches another client",
   async () => {
-    await using broker = startBroker();
+    await using broker = await startBroker();
     await using watcher = await connectMqttJs(broker.port, { clientId: "watcher" });
     await watcher.mqtt.subscribeAsync("w", { qos: 1 });
     await using doomed = new MosquittoSub([
@@ -277,7 +277,7 @@ mosquittoTest(
 mosquittoTest(
   "[MQTT-3.14.4-3] mosquitto_sub --will-topic ending normally (-C 1 sends DISCONNECT): no will",
   async () => {
-    await using broker = startBroker();
+    await using broker = await startBroker();
     await using watcher = await connectMqttJs(broker.port, { clientId: "watcher" });
     await watcher.mqtt.subscribeAsync("w", { qos: 1 });
     await watcher.mqtt.subscribeAsync("done", { qos: 1 });

@@ -49,7 +49,7 @@ function keepAliveLogged(broker: TestBroker, clientId: string): boolean {
 }
 
 Deno.test("[MQTT-3.12.4-1] every PINGREQ is answered with a PINGRESP", async () => {
-  await using broker = startBroker();
+  await using broker = await startBroker();
   await using client = await connect(broker, "pinger", 0);
   // Three PINGREQs in one write: three PINGRESPs, nothing else.
   await client.sendBytes(Uint8Array.of(0xc0, 0, 0xc0, 0, 0xc0, 0));
@@ -59,13 +59,13 @@ Deno.test("[MQTT-3.12.4-1] every PINGREQ is answered with a PINGRESP", async () 
 });
 
 Deno.test("[MQTT-3.12.4-1] an MQTT 3.1 client's PINGREQ is answered with a PINGRESP", async () => {
-  await using broker = startBroker();
+  await using broker = await startBroker();
   await using client = await RawClient.connected(broker.port, { protocolVersion: 3, clientId: "old-pinger" });
   await assertAlive(client);
 });
 
 Deno.test("[MQTT-3.1.2-24] a silent client with keep-alive 1 is closed and the close is logged", async () => {
-  await using broker = startBroker();
+  await using broker = await startBroker();
   await using silent = await connect(broker, "silent", 1);
   await silent.assertClosedSilently(3000);
   await broker.disconnected("silent", "keep-alive timeout");
@@ -78,7 +78,7 @@ Deno.test("[MQTT-3.1.2-24] a silent client with keep-alive 1 is closed and the c
 });
 
 Deno.test("[MQTT-3.1.2-24] the broker waits 1.5 x keep-alive: a PINGREQ after 1.1 s of silence is answered", async () => {
-  await using broker = startBroker();
+  await using broker = await startBroker();
   await using client = await connect(broker, "late-pinger", 1);
   // Later than one keep-alive period, earlier than one and a half.
   await delay(1100);
@@ -87,7 +87,7 @@ Deno.test("[MQTT-3.1.2-24] the broker waits 1.5 x keep-alive: a PINGREQ after 1.
 });
 
 Deno.test("[MQTT-3.1.2-24] a client sending PINGREQ within its keep-alive outlives a silent twin", async () => {
-  await using broker = startBroker();
+  await using broker = await startBroker();
   await using pinger = await connect(broker, "pinger", 1);
   await using twin = await connect(broker, "twin", 1);
   const pings = await actUntilClosed(twin, () => assertAlive(pinger));
@@ -98,7 +98,7 @@ Deno.test("[MQTT-3.1.2-24] a client sending PINGREQ within its keep-alive outliv
 });
 
 Deno.test("[MQTT-3.1.2-24] any control packet, not only PINGREQ, counts as keep-alive activity", async () => {
-  await using broker = startBroker();
+  await using broker = await startBroker();
   await using publisher = await connect(broker, "publisher", 1);
   await using twin = await connect(broker, "twin", 1);
   let n = 0;
@@ -112,7 +112,7 @@ Deno.test("[MQTT-3.1.2-24] any control packet, not only PINGREQ, counts as keep-
 });
 
 Deno.test("(3.1.2.10) keep-alive 0 turns the mechanism off: a silent client stays open", async () => {
-  await using broker = startBroker();
+  await using broker = await startBroker();
   await using idle = await connect(broker, "idle", 0);
   await using twin = await connect(broker, "twin", 1);
   // Both are silent; only the one with a keep-alive is closed.
@@ -124,7 +124,7 @@ Deno.test("(3.1.2.10) keep-alive 0 turns the mechanism off: a silent client stay
 });
 
 Deno.test("[MQTT-3.1.2-23] MQTT.js with keep-alive 1 sends its own PINGREQs and stays connected", async () => {
-  await using broker = startBroker();
+  await using broker = await startBroker();
   await using mqttjs = await connectMqttJs(broker.port, { clientId: "mqttjs", keepalive: 1 });
   let pingresps = 0;
   mqttjs.mqtt.on("packetreceive", (packet: Packet) => {
@@ -143,7 +143,7 @@ Deno.test("[MQTT-3.1.2-23] MQTT.js with keep-alive 1 sends its own PINGREQs and 
 });
 
 Deno.test("[MQTT-3.1.2-24] a keep-alive timeout ends the connection but not a persistent session", async () => {
-  await using broker = startBroker();
+  await using broker = await startBroker();
   {
     await using silent = await connect(broker, "sleepy", 1, false);
     await silent.subscribe([["sleepy/#", 1]]);

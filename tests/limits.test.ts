@@ -61,7 +61,7 @@ function publishOfSize(total: number, topic: string, qos: MP.QoS, messageId: num
 // --- limits.max_connections -------------------------------------------------------------------------------
 
 Deno.test("limits.max_connections: the connection beyond the limit is closed at once and counted", async () => {
-  await using broker = startBroker({ limits: { max_connections: 3 } });
+  await using broker = await startBroker({ limits: { max_connections: 3 } });
   await using c1 = await RawClient.connected(broker.port, { clientId: "c1" });
   await using c2 = await RawClient.connected(broker.port, { clientId: "c2" });
   await using c3 = await RawClient.connected(broker.port, { clientId: "c3" });
@@ -75,7 +75,7 @@ Deno.test("limits.max_connections: the connection beyond the limit is closed at 
 });
 
 Deno.test("limits.max_connections: after a connection closes a new one is accepted", async () => {
-  await using broker = startBroker({ limits: { max_connections: 3 } });
+  await using broker = await startBroker({ limits: { max_connections: 3 } });
   await using c1 = await RawClient.connected(broker.port, { clientId: "c1" });
   await using c2 = await RawClient.connected(broker.port, { clientId: "c2" });
   await using c3 = await RawClient.connected(broker.port, { clientId: "c3" });
@@ -99,7 +99,7 @@ Deno.test("limits.max_connections: after a connection closes a new one is accept
 // --- limits.max_packet_size -------------------------------------------------------------------------------
 
 Deno.test("limits.max_packet_size: a PUBLISH of exactly the limit (header included) is accepted", async () => {
-  await using broker = startBroker({ limits: { max_packet_size: 1024 } });
+  await using broker = await startBroker({ limits: { max_packet_size: 1024 } });
   await using sub = await RawClient.connected(broker.port, { clientId: "sub" });
   await sub.subscribe([["big", 1]]);
   await using pub = await RawClient.connected(broker.port, { clientId: "pub" });
@@ -114,7 +114,7 @@ Deno.test("limits.max_packet_size: a PUBLISH of exactly the limit (header includ
 });
 
 Deno.test("limits.max_packet_size: a PUBLISH one byte over the limit closes the connection, nothing routed", async () => {
-  await using broker = startBroker({ limits: { max_packet_size: 1024 } });
+  await using broker = await startBroker({ limits: { max_packet_size: 1024 } });
   await using sub = await RawClient.connected(broker.port, { clientId: "sub" });
   await sub.subscribe([["big", 1], ["marker", 0]]);
   await using pub = await RawClient.connected(broker.port, { clientId: "pub" });
@@ -129,7 +129,7 @@ Deno.test("limits.max_packet_size: a PUBLISH one byte over the limit closes the 
 // --- limits.max_write_buffer ------------------------------------------------------------------------------
 
 Deno.test("limits.max_write_buffer: QoS 0 to a subscriber that stops reading is dropped; others are unaffected", async () => {
-  await using broker = startBroker({ limits: { max_write_buffer: 4096 } });
+  await using broker = await startBroker({ limits: { max_write_buffer: 4096 } });
   // A subscriber that sends CONNECT and SUBSCRIBE and then never reads its socket.
   const stalled = await Deno.connect({ hostname: "127.0.0.1", port: broker.port });
   try {
@@ -184,7 +184,7 @@ Deno.test("limits.max_write_buffer: QoS 0 to a subscriber that stops reading is 
 // --- limits.max_inflight_messages and limits.max_queued_messages ------------------------------------------
 
 Deno.test("limits.max_inflight_messages: a subscriber that does not ack QoS 1 gets the window, then one per PUBACK", async () => {
-  await using broker = startBroker({ limits: { max_inflight_messages: 3 } });
+  await using broker = await startBroker({ limits: { max_inflight_messages: 3 } });
   await using sub = await windowSubscriber(broker.port, "slow", 1);
   await using pub = await RawClient.connected(broker.port, { clientId: "pub" });
   await publishQos1(pub, ["1", "2", "3", "4", "5", "6"]);
@@ -205,7 +205,7 @@ Deno.test("limits.max_inflight_messages: a subscriber that does not ack QoS 1 ge
 });
 
 Deno.test("limits.max_queued_messages: beyond window + queue, QoS 1 messages are dropped and counted", async () => {
-  await using broker = startBroker({ limits: { max_inflight_messages: 2, max_queued_messages: 3 } });
+  await using broker = await startBroker({ limits: { max_inflight_messages: 2, max_queued_messages: 3 } });
   await using sub = await windowSubscriber(broker.port, "slow", 1);
   await using pub = await RawClient.connected(broker.port, { clientId: "pub" });
   await publishQos1(pub, ["1", "2", "3", "4", "5", "6", "7", "8"]);
@@ -238,7 +238,7 @@ Deno.test("limits.max_queued_messages: beyond window + queue, QoS 1 messages are
 });
 
 Deno.test("limits.max_inflight_messages: a QoS 2 delivery holds its slot until PUBCOMP, not PUBREC", async () => {
-  await using broker = startBroker({ limits: { max_inflight_messages: 1 } });
+  await using broker = await startBroker({ limits: { max_inflight_messages: 1 } });
   await using sub = await windowSubscriber(broker.port, "slow", 2);
   await using pub = await RawClient.connected(broker.port, { clientId: "pub" });
   for (const id of [1, 2]) await pub.publishAcked("q", String(id), { qos: 2, messageId: id });
@@ -255,7 +255,7 @@ Deno.test("limits.max_inflight_messages: a QoS 2 delivery holds its slot until P
 });
 
 Deno.test("limits.max_queued_messages: an offline session keeps only that many, delivered through the window", async () => {
-  await using broker = startBroker({ limits: { max_inflight_messages: 2, max_queued_messages: 3 } });
+  await using broker = await startBroker({ limits: { max_inflight_messages: 2, max_queued_messages: 3 } });
   {
     await using sub = await windowSubscriber(broker.port, "offline", 1, { clean: false });
     await sub.disconnect();

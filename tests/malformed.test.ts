@@ -172,7 +172,7 @@ interface BadInput {
  * to it, exactly one log line names it, protocolErrors is 1, and the witness still works.
  */
 async function assertRejectedAlone(bytes: number[], options: BadInput = {}): Promise<void> {
-  await using broker = startBroker(options.overrides);
+  await using broker = await startBroker(options.overrides);
   await using witness = await connectWitness(broker.port);
   await using bad = await BareConn.open(broker.port);
   if (options.clientId !== undefined) await bad.connect(options.clientId);
@@ -410,7 +410,7 @@ for (const bad of BAD_CASES) {
 // --- Cases with more to check -----------------------------------------------------------------------------
 
 Deno.test("a truncated PUBLISH is held, never delivered, and its client's close leaves the broker healthy", async () => {
-  await using broker = startBroker();
+  await using broker = await startBroker();
   await using witness = await connectWitness(broker.port);
   await using bad = await BareConn.open(broker.port);
   const will = { topic: "trunc/will", payload: Buffer.from("gone"), qos: 0 as const, retain: false };
@@ -441,7 +441,7 @@ Deno.test("a truncated PUBLISH is held, never delivered, and its client's close 
 });
 
 Deno.test("a truncated CONNECT followed by the client closing leaves the broker healthy", async () => {
-  await using broker = startBroker();
+  await using broker = await startBroker();
   await using witness = await connectWitness(broker.port);
   await using bad = await BareConn.open(broker.port);
   const full = connectBytes({ clientId: "never-completes" });
@@ -461,7 +461,7 @@ Deno.test("a truncated CONNECT followed by the client closing leaves the broker 
 });
 
 Deno.test("[MQTT-2.2.2-2] a DISCONNECT with bad flags is a protocol error, so the will is published", async () => {
-  await using broker = startBroker();
+  await using broker = await startBroker();
   await using witness = await connectWitness(broker.port);
   await using bad = await BareConn.open(broker.port);
   await bad.connect("bad-disconnect", {
@@ -474,7 +474,7 @@ Deno.test("[MQTT-2.2.2-2] a DISCONNECT with bad flags is a protocol error, so th
 });
 
 Deno.test("[MQTT-1.5.3-1] a topic containing a real U+FFFD (0xEF 0xBF 0xBD) is well-formed and delivered", async () => {
-  await using broker = startBroker();
+  await using broker = await startBroker();
   await using witness = await connectWitness(broker.port);
   await using pub = await BareConn.open(broker.port);
   await pub.connect("replacement-char");
@@ -485,7 +485,7 @@ Deno.test("[MQTT-1.5.3-1] a topic containing a real U+FFFD (0xEF 0xBF 0xBD) is w
 });
 
 Deno.test("[MQTT-1.5.3-2] SUBSCRIBE with U+0000 in a topic filter closes the connection, no SUBACK", async () => {
-  await using broker = startBroker();
+  await using broker = await startBroker();
   await using witness = await connectWitness(broker.port);
   await using bad = await BareConn.open(broker.port);
   await bad.connect("nul-filter");
@@ -500,7 +500,7 @@ Deno.test("50 garbage connections in parallel do not disturb a QoS 1 stream and 
   const cases = BAD_CASES.filter((c) => !c.overrides);
   const total = 50;
   const messages = 100;
-  await using broker = startBroker();
+  await using broker = await startBroker();
   await using sub = await RawClient.subscriber(broker.port, { clientId: "stream-sub" }, [["stream", 1]]);
   await using pub = await RawClient.connected(broker.port, { clientId: "stream-pub" });
 

@@ -36,7 +36,7 @@ function rawPublish(flags: number, topic: string, packetId: number | null, paylo
 // --- Client to broker ---------------------------------------------------------------------------------------
 
 Deno.test("[MQTT-3.3.4-1] QoS 0 PUBLISH is delivered and not acknowledged", async () => {
-  await using broker = startBroker();
+  await using broker = await startBroker();
   await using sub = await subscriber(broker, "sub", ["t"], 2);
   await using pub = await RawClient.connected(broker.port, { clientId: "pub" });
   await pub.publish("t", "zero");
@@ -47,7 +47,7 @@ Deno.test("[MQTT-3.3.4-1] QoS 0 PUBLISH is delivered and not acknowledged", asyn
 });
 
 Deno.test("[MQTT-4.3.2-2] QoS 1 PUBLISH gets PUBACK with its packet id", async () => {
-  await using broker = startBroker();
+  await using broker = await startBroker();
   await using sub = await subscriber(broker, "sub", ["t"], 1);
   await using pub = await RawClient.connected(broker.port, { clientId: "pub" });
   await pub.publish("t", "one", { qos: 1, messageId: 1234 });
@@ -57,7 +57,7 @@ Deno.test("[MQTT-4.3.2-2] QoS 1 PUBLISH gets PUBACK with its packet id", async (
 });
 
 Deno.test("[MQTT-4.3.3-2] QoS 2 PUBLISH gets PUBREC, and PUBREL gets PUBCOMP, with matching ids", async () => {
-  await using broker = startBroker();
+  await using broker = await startBroker();
   await using sub = await subscriber(broker, "sub", ["t"], 2);
   await using pub = await RawClient.connected(broker.port, { clientId: "pub" });
   await pub.publish("t", "two", { qos: 2, messageId: 4321 });
@@ -73,7 +73,7 @@ Deno.test("[MQTT-4.3.3-2] QoS 2 PUBLISH gets PUBREC, and PUBREL gets PUBCOMP, wi
 
 Deno.test("[MQTT-4.3.2-1] QoS 1 to a subscriber: non-zero id, DUP 0, and unacknowledged until PUBACK", async () => {
   // With a window of one, the second message can only go out once the first is acknowledged.
-  await using broker = startBroker({ limits: { max_inflight_messages: 1 } });
+  await using broker = await startBroker({ limits: { max_inflight_messages: 1 } });
   await using sub = await subscriber(broker, "sub", ["t"], 1);
   await using pub = await RawClient.connected(broker.port, { clientId: "pub" });
   await pub.publish("t", "first", { qos: 1, messageId: 1 });
@@ -91,7 +91,7 @@ Deno.test("[MQTT-4.3.2-1] QoS 1 to a subscriber: non-zero id, DUP 0, and unackno
 });
 
 Deno.test("[MQTT-4.3.3-1] QoS 2 to a subscriber: PUBREC gets PUBREL with the same id, PUBCOMP completes it", async () => {
-  await using broker = startBroker({ limits: { max_inflight_messages: 1 } });
+  await using broker = await startBroker({ limits: { max_inflight_messages: 1 } });
   await using sub = await subscriber(broker, "sub", ["t"], 2);
   await using pub = await RawClient.connected(broker.port, { clientId: "pub" });
   await pub.publish("t", "first", { qos: 2, messageId: 1 });
@@ -113,7 +113,7 @@ Deno.test("[MQTT-4.3.3-1] QoS 2 to a subscriber: PUBREC gets PUBREL with the sam
 // --- Inbound QoS 2 de-duplication -------------------------------------------------------------------------------
 
 Deno.test("[MQTT-4.3.3-2] a re-sent QoS 2 PUBLISH (DUP 1) before PUBREL gets PUBREC but is delivered once", async () => {
-  await using broker = startBroker();
+  await using broker = await startBroker();
   await using sub = await subscriber(broker, "sub", ["t"], 2);
   await using pub = await RawClient.connected(broker.port, { clientId: "pub" });
   await pub.publish("t", "once", { qos: 2, messageId: 5 });
@@ -131,7 +131,7 @@ Deno.test("[MQTT-4.3.3-2] a re-sent QoS 2 PUBLISH (DUP 1) before PUBREL gets PUB
 });
 
 Deno.test("[MQTT-4.3.3-2] after PUBREL/PUBCOMP the same packet id starts a new message", async () => {
-  await using broker = startBroker();
+  await using broker = await startBroker();
   await using sub = await subscriber(broker, "sub", ["t"], 0);
   await using pub = await RawClient.connected(broker.port, { clientId: "pub" });
   await pub.publish("t", "first", { qos: 2, messageId: 9 });
@@ -145,14 +145,14 @@ Deno.test("[MQTT-4.3.3-2] after PUBREL/PUBCOMP the same packet id starts a new m
 });
 
 Deno.test("[MQTT-4.3.3-2] PUBREL for an unknown packet id gets PUBCOMP", async () => {
-  await using broker = startBroker();
+  await using broker = await startBroker();
   await using client = await RawClient.connected(broker.port, { clientId: "c" });
   await client.send({ cmd: "pubrel", messageId: 777 });
   assert.equal((await client.expect("pubcomp")).messageId, 777);
 });
 
 Deno.test("PUBREC for an unknown packet id gets PUBREL", async () => {
-  await using broker = startBroker();
+  await using broker = await startBroker();
   await using client = await RawClient.connected(broker.port, { clientId: "c" });
   await client.send({ cmd: "pubrec", messageId: 888 });
   assert.equal((await client.expect("pubrel")).messageId, 888);
@@ -171,7 +171,7 @@ for (
   Deno.test(
     `[MQTT-3.8.4-6] QoS ${published} publish to a QoS ${granted} subscription arrives at QoS ${delivered}`,
     async () => {
-      await using broker = startBroker();
+      await using broker = await startBroker();
       await using sub = await subscriber(broker, "sub", ["q/t"], granted);
       await using pub = await RawClient.connected(broker.port, { clientId: "pub" });
       await pub.publish("q/t", "down", { qos: published, messageId: published > 0 ? 3 : undefined });
@@ -184,7 +184,7 @@ for (
 // --- Ordering and payloads ---------------------------------------------------------------------------------------
 
 Deno.test("[MQTT-4.6.0-6] 100 QoS 1 messages from one publisher arrive in order", async () => {
-  await using broker = startBroker();
+  await using broker = await startBroker();
   await using sub = await connectMqttJs(broker.port, { clientId: "sub" });
   await within(sub.mqtt.subscribeAsync("order", { qos: 1 }), "MQTT.js SUBACK");
   await using pub = await RawClient.connected(broker.port, { clientId: "pub" });
@@ -199,7 +199,7 @@ Deno.test("[MQTT-4.6.0-6] 100 QoS 1 messages from one publisher arrive in order"
 });
 
 Deno.test("(3.3.3) binary payload bytes (all 256 values) arrive unchanged", async () => {
-  await using broker = startBroker();
+  await using broker = await startBroker();
   await using sub = await subscriber(broker, "sub", ["bin"], 1);
   await using pub = await RawClient.connected(broker.port, { clientId: "pub" });
   // 0..255 then 255..0: every byte value, including ones that are never valid UTF-8.
@@ -210,7 +210,7 @@ Deno.test("(3.3.3) binary payload bytes (all 256 values) arrive unchanged", asyn
 });
 
 Deno.test("(3.3.3) a zero-length payload arrives as zero-length", async () => {
-  await using broker = startBroker();
+  await using broker = await startBroker();
   await using sub = await subscriber(broker, "sub", ["empty"], 2);
   await using pub = await RawClient.connected(broker.port, { clientId: "pub" });
   await pub.publish("empty", new Uint8Array(0), { qos: 2, messageId: 1 });
@@ -221,7 +221,7 @@ Deno.test("(3.3.3) a zero-length payload arrives as zero-length", async () => {
 });
 
 Deno.test("(3.3.3) a 100 KiB payload arrives unchanged", async () => {
-  await using broker = startBroker();
+  await using broker = await startBroker();
   await using sub = await subscriber(broker, "sub", ["big"], 1);
   await using pub = await RawClient.connected(broker.port, { clientId: "pub" });
   // A pattern that does not repeat every 256 bytes, so a shifted or truncated copy cannot match.
@@ -237,18 +237,18 @@ Deno.test("(3.3.3) a 100 KiB payload arrives unchanged", async () => {
 
 for (const topic of ["a/+", "+", "a/#", "#", "a/b+c", "a#"]) {
   Deno.test(`[MQTT-3.3.2-2] PUBLISH to topic name "${topic}" (wildcard) closes the connection`, async () => {
-    await using broker = startBroker();
+    await using broker = await startBroker();
     await assertClosesConnection(broker, rawPublish(0x02, topic, 1));
   });
 }
 
 Deno.test("[MQTT-4.7.3-1] PUBLISH with an empty topic name closes the connection", async () => {
-  await using broker = startBroker();
+  await using broker = await startBroker();
   await assertClosesConnection(broker, rawPublish(0x02, "", 1));
 });
 
 Deno.test("[MQTT-3.3.1-2] QoS 0 PUBLISH with DUP 1 closes the connection", async () => {
-  await using broker = startBroker();
+  await using broker = await startBroker();
   await using sub = await subscriber(broker, "sub", ["t"], 0);
   await assertClosesConnection(broker, rawPublish(0x08, "t", null, "dup"));
   // The bad message was not routed: the first thing the subscriber sees is a later valid one.
@@ -258,13 +258,13 @@ Deno.test("[MQTT-3.3.1-2] QoS 0 PUBLISH with DUP 1 closes the connection", async
 });
 
 Deno.test("[MQTT-3.3.1-4] PUBLISH with both QoS bits set (QoS 3) closes the connection", async () => {
-  await using broker = startBroker();
+  await using broker = await startBroker();
   await assertClosesConnection(broker, rawPublish(0x06, "t", 1));
 });
 
 for (const qos of [1, 2]) {
   Deno.test(`[MQTT-2.3.1-1] QoS ${qos} PUBLISH with packet id 0 closes the connection`, async () => {
-    await using broker = startBroker();
+    await using broker = await startBroker();
     await assertClosesConnection(broker, rawPublish(qos << 1, "t", 0));
   });
 }
@@ -272,7 +272,7 @@ for (const qos of [1, 2]) {
 // --- $SYS and the publisher's own messages -------------------------------------------------------------------------
 
 Deno.test('publishes to "$SYS/..." are acknowledged, not routed, and counted', async () => {
-  await using broker = startBroker();
+  await using broker = await startBroker();
   await using sub = await subscriber(broker, "sub", ["$SYS/#", "$SYS/x", "marker"], 2);
   await using pub = await RawClient.connected(broker.port, { clientId: "pub" });
   await pub.publish("$SYS/x", "one", { qos: 1, messageId: 1 });
@@ -289,7 +289,7 @@ Deno.test('publishes to "$SYS/..." are acknowledged, not routed, and counted', a
 });
 
 Deno.test("a publisher not subscribed to the topic does not receive its own message", async () => {
-  await using broker = startBroker();
+  await using broker = await startBroker();
   await using sub = await subscriber(broker, "sub", ["own"], 1);
   await using pub = await RawClient.connected(broker.port, { clientId: "pub" });
   await pub.publish("own", "mine", { qos: 1, messageId: 1 });
@@ -299,7 +299,7 @@ Deno.test("a publisher not subscribed to the topic does not receive its own mess
 });
 
 Deno.test("a publisher subscribed to the topic receives its own message", async () => {
-  await using broker = startBroker();
+  await using broker = await startBroker();
   await using pub = await subscriber(broker, "pub", ["own"], 1);
   await pub.publish("own", "mine", { qos: 1, messageId: 1 });
   // PUBACK and the delivery may come in either order.
@@ -315,7 +315,7 @@ Deno.test("a publisher subscribed to the topic receives its own message", async 
 
 for (const qos of [0, 1, 2] as const) {
   Deno.test(`MQTT.js publishing at QoS ${qos} reaches a subscriber at QoS ${qos}`, async () => {
-    await using broker = startBroker();
+    await using broker = await startBroker();
     await using sub = await subscriber(broker, "sub", ["js/t"], 2);
     await using pub = await connectMqttJs(broker.port, { clientId: "mqttjs-pub" });
     // Resolves once the broker has completed the QoS flow (PUBACK, or PUBREC/PUBREL/PUBCOMP).
@@ -327,7 +327,7 @@ for (const qos of [0, 1, 2] as const) {
   });
 
   mosquittoTest(`mosquitto_pub -q ${qos} reaches a subscriber at QoS ${qos}`, async () => {
-    await using broker = startBroker();
+    await using broker = await startBroker();
     await using sub = await subscriber(broker, "sub", ["mosq/t"], 2);
     const result = await runMosquittoTool("mosquitto_pub", [
       ...[

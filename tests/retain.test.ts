@@ -45,7 +45,7 @@ async function retainedFor(
 // --- Delivery on subscribe -----------------------------------------------------------------------------------
 
 Deno.test("[MQTT-3.3.1-6, MQTT-3.3.1-8] a new subscriber gets the retained message with RETAIN=1 after SUBACK", async () => {
-  await using broker = startBroker();
+  await using broker = await startBroker();
   await retain(broker, [["r/t", "kept", 1]]);
   await using sub = await RawClient.connected(broker.port, { clientId: "sub" });
   await sub.send({ cmd: "subscribe", messageId: 3, subscriptions: [{ topic: "r/t", qos: 1 }] });
@@ -57,7 +57,7 @@ Deno.test("[MQTT-3.3.1-6, MQTT-3.3.1-8] a new subscriber gets the retained messa
 });
 
 Deno.test("[MQTT-3.3.1-8] SUBACK precedes the retained messages of every filter in the SUBSCRIBE", async () => {
-  await using broker = startBroker();
+  await using broker = await startBroker();
   await retain(broker, [["s/1", "one"], ["s/2", "two"]]);
   await using sub = await RawClient.subscriber(broker.port, { clientId: "sub" }, [["s/1", 0], ["s/2", 0]]);
   assert.deepEqual(described(await sub.ping()), [
@@ -67,13 +67,13 @@ Deno.test("[MQTT-3.3.1-8] SUBACK precedes the retained messages of every filter 
 });
 
 Deno.test("[MQTT-3.3.1-5] a newer retained message replaces the old one", async () => {
-  await using broker = startBroker();
+  await using broker = await startBroker();
   await retain(broker, [["r/t", "old", 1], ["r/t", "new", 1]]);
   assert.deepEqual(await retainedFor(broker, [["r/t", 1]]), ["r/t=new qos=1 retain=true"]);
 });
 
 Deno.test("[MQTT-3.3.1-12] a PUBLISH with RETAIN=0 neither replaces nor removes the retained message", async () => {
-  await using broker = startBroker();
+  await using broker = await startBroker();
   await retain(broker, [["r/t", "kept"]]);
   await using pub = await RawClient.connected(broker.port, { clientId: "pub" });
   await pub.publishAcked("r/t", "live only", { qos: 1 });
@@ -82,7 +82,7 @@ Deno.test("[MQTT-3.3.1-12] a PUBLISH with RETAIN=0 neither replaces nor removes 
 });
 
 Deno.test("[MQTT-3.3.1-7] a QoS 0 retained message is stored and replaces a QoS 2 one", async () => {
-  await using broker = startBroker();
+  await using broker = await startBroker();
   await retain(broker, [["r/t", "two", 2], ["r/t", "zero", 0]]);
   assert.deepEqual(await retainedFor(broker, [["r/t", 2]]), ["r/t=zero qos=0 retain=true"]);
   // MQTT.js sees the same message, flagged retained.
@@ -95,14 +95,14 @@ Deno.test("[MQTT-3.3.1-7] a QoS 0 retained message is stored and replaces a QoS 
 // --- Clearing -----------------------------------------------------------------------------------------------
 
 Deno.test("[MQTT-3.3.1-10, MQTT-3.3.1-11] an empty retained payload clears the topic for later subscribers", async () => {
-  await using broker = startBroker();
+  await using broker = await startBroker();
   await retain(broker, [["r/t", "soon gone", 1], ["r/keep", "stays", 1]]);
   await retain(broker, [["r/t", "", 1]]);
   assert.deepEqual(await retainedFor(broker, [["r/#", 1]]), ["r/keep=stays qos=1 retain=true"]);
 });
 
 Deno.test("[MQTT-3.3.1-10] an empty retained payload still reaches current subscribers, with RETAIN=0", async () => {
-  await using broker = startBroker();
+  await using broker = await startBroker();
   await retain(broker, [["r/t", "soon gone"]]);
   await using sub = await RawClient.subscriber(broker.port, { clientId: "sub" }, [["r/t", 1]]);
   assert.deepEqual(described([await sub.next()]), ["r/t=soon gone qos=0 retain=true"]);
@@ -128,7 +128,7 @@ for (
   Deno.test(
     `[MQTT-3.3.1-8, MQTT-3.8.4-6] retained QoS ${stored} to a QoS ${granted} subscription arrives at QoS ${delivered}`,
     async () => {
-      await using broker = startBroker();
+      await using broker = await startBroker();
       await retain(broker, [["q/t", "r", stored]]);
       assert.deepEqual(await retainedFor(broker, [["q/t", granted]]), [`q/t=r qos=${delivered} retain=true`]);
     },
@@ -136,7 +136,7 @@ for (
 }
 
 Deno.test("[MQTT-3.3.1-9] live forwarding carries RETAIN=0 even when published with RETAIN=1", async () => {
-  await using broker = startBroker();
+  await using broker = await startBroker();
   await using sub = await RawClient.subscriber(broker.port, { clientId: "sub" }, [["live/#", 2]]);
   for (const qos of [0, 1, 2] as const) {
     await retain(broker, [[`live/${qos}`, `q${qos}`, qos]]);
@@ -153,7 +153,7 @@ Deno.test("[MQTT-3.3.1-9] live forwarding carries RETAIN=0 even when published w
 // --- Wildcards and resubscribing -------------------------------------------------------------------------------
 
 Deno.test("[MQTT-3.3.1-6] a wildcard subscription gets every matching retained topic", async () => {
-  await using broker = startBroker();
+  await using broker = await startBroker();
   await retain(broker, [["w", "w"], ["w/a", "a"], ["w/a/b", "ab"], ["w/c", "c"], ["x/a", "other"]]);
   assert.deepEqual(await retainedFor(broker, [["w/#", 0]]), [
     "w/a/b=ab qos=0 retain=true",
@@ -168,7 +168,7 @@ Deno.test("[MQTT-3.3.1-6] a wildcard subscription gets every matching retained t
 });
 
 Deno.test('[MQTT-4.7.2-1] "#" and "+/..." do not get retained "$" topics; "$app/#" does', async () => {
-  await using broker = startBroker();
+  await using broker = await startBroker();
   await retain(broker, [["$app/x", "dollar"], ["app/x", "plain"]]);
   assert.deepEqual(await retainedFor(broker, [["#", 0]]), ["app/x=plain qos=0 retain=true"]);
   assert.deepEqual(await retainedFor(broker, [["+/x", 0]]), ["app/x=plain qos=0 retain=true"]);
@@ -176,7 +176,7 @@ Deno.test('[MQTT-4.7.2-1] "#" and "+/..." do not get retained "$" topics; "$app/
 });
 
 Deno.test("[MQTT-3.8.4-3] subscribing again to the same filter re-sends the retained messages", async () => {
-  await using broker = startBroker();
+  await using broker = await startBroker();
   await retain(broker, [["again", "retained", 2]]);
   await using sub = await RawClient.connected(broker.port, { clientId: "sub" });
   assert.deepEqual(await sub.subscribe([["again", 0]], 1), [0]);
@@ -188,7 +188,7 @@ Deno.test("[MQTT-3.8.4-3] subscribing again to the same filter re-sends the reta
 // --- limits.max_retained_messages ---------------------------------------------------------------------------------
 
 Deno.test("limits.max_retained_messages refuses a new topic, counts it, and still replaces stored ones", async () => {
-  await using broker = startBroker({ limits: { max_retained_messages: 2 } });
+  await using broker = await startBroker({ limits: { max_retained_messages: 2 } });
   await retain(broker, [["lim/a", "a1", 1], ["lim/b", "b1", 1]]);
   assert.equal(broker.server.metrics.retainedRefused, 0);
   await retain(broker, [["lim/c", "c1", 1]]);
@@ -212,7 +212,7 @@ Deno.test("limits.max_retained_messages refuses a new topic, counts it, and stil
 });
 
 Deno.test("a message refused by limits.max_retained_messages is still delivered to current subscribers", async () => {
-  await using broker = startBroker({ limits: { max_retained_messages: 1 } });
+  await using broker = await startBroker({ limits: { max_retained_messages: 1 } });
   await using sub = await RawClient.subscriber(broker.port, { clientId: "sub" }, [["full/#", 0]]);
   await retain(broker, [["full/a", "stored"], ["full/b", "refused"]]);
   assert.deepEqual(described([await sub.next(), await sub.next()]), [
@@ -227,7 +227,7 @@ Deno.test("a message refused by limits.max_retained_messages is still delivered 
 mosquittoTest(
   "mosquitto_pub -r stores a message that a later mosquitto_sub receives as retained",
   async () => {
-    await using broker = startBroker();
+    await using broker = await startBroker();
     const port = String(broker.port);
     const pub = await runMosquittoTool("mosquitto_pub", [
       ...["-p", port, "-i", "mosq-pub", "-q", "1", "-r", "-t", "mosq/r", "-m", "retained by mosquitto"],

@@ -35,7 +35,7 @@ async function puback(client: RawClient, messageId: number | undefined): Promise
 // --- Persistent sessions ------------------------------------------------------------------------------
 
 Deno.test("[MQTT-3.1.2-4] clean session 0 keeps subscriptions across a reconnect", async () => {
-  await using broker = startBroker();
+  await using broker = await startBroker();
   await using pub = await RawClient.connected(broker.port, { clientId: "pub" });
   {
     await using sub = await persistentSubscriber(broker, "keeper", "keep/#", 1);
@@ -50,7 +50,7 @@ Deno.test("[MQTT-3.1.2-4] clean session 0 keeps subscriptions across a reconnect
 });
 
 Deno.test("[MQTT-3.1.2-5] QoS 1 and 2 messages published while offline are delivered on reconnect, in order", async () => {
-  await using broker = startBroker();
+  await using broker = await startBroker();
   await using pub = await RawClient.connected(broker.port, { clientId: "pub" });
   {
     await using sub = await persistentSubscriber(broker, "away", "q/#", 2);
@@ -70,7 +70,7 @@ Deno.test("[MQTT-3.1.2-5] QoS 1 and 2 messages published while offline are deliv
 });
 
 Deno.test("[MQTT-3.1.2-5] QoS 0 messages are not queued for an offline session", async () => {
-  await using broker = startBroker();
+  await using broker = await startBroker();
   await using pub = await RawClient.connected(broker.port, { clientId: "pub" });
   {
     await using sub = await persistentSubscriber(broker, "away", "q1/#", 1);
@@ -89,7 +89,7 @@ Deno.test("[MQTT-3.1.2-5] QoS 0 messages are not queued for an offline session",
 mosquittoTest(
   "[MQTT-3.1.2-4] mosquitto_sub -c -i: messages published while it was away arrive when it returns",
   async () => {
-    await using broker = startBroker();
+    await using broker = await startBroker();
     const sub = (extra: string[]) =>
       runMosquittoTool("mosquitto_sub", [
         ...["-p", String(broker.port), "-c", "-i", "mosq-keeper", "-q", "1", "-t", "mq/#", "-v"],
@@ -110,7 +110,7 @@ mosquittoTest(
 );
 
 Deno.test("[MQTT-3.1.2-5] MQTT.js with clean: false gets QoS 1 and 2 messages queued while it was away", async () => {
-  await using broker = startBroker();
+  await using broker = await startBroker();
   {
     await using sub = await connectMqttJs(broker.port, { clientId: "mqttjs-keeper", clean: false });
     await sub.mqtt.subscribeAsync("mj/#", { qos: 2 });
@@ -127,7 +127,7 @@ Deno.test("[MQTT-3.1.2-5] MQTT.js with clean: false gets QoS 1 and 2 messages qu
 });
 
 Deno.test("[MQTT-3.1.2-6] clean session 1 discards the stored session: queued messages and subscriptions", async () => {
-  await using broker = startBroker();
+  await using broker = await startBroker();
   await using pub = await RawClient.connected(broker.port, { clientId: "pub" });
   {
     await using sub = await persistentSubscriber(broker, "fickle", "old/#", 1);
@@ -152,7 +152,7 @@ Deno.test("[MQTT-3.1.2-6] clean session 1 discards the stored session: queued me
 });
 
 Deno.test("[MQTT-3.1.4-2] a clean session 0 takeover resumes the session and re-sends what was unacknowledged", async () => {
-  await using broker = startBroker();
+  await using broker = await startBroker();
   await using pub = await RawClient.connected(broker.port, { clientId: "pub" });
   await using old = await persistentSubscriber(broker, "mover", "mv/#", 1);
   await pub.publishAcked("mv/1", "unacknowledged", { qos: 1 });
@@ -169,7 +169,7 @@ Deno.test("[MQTT-3.1.4-2] a clean session 0 takeover resumes the session and re-
 // --- Re-sending on reconnect ---------------------------------------------------------------------------
 
 Deno.test("[MQTT-4.4.0-1] unacknowledged QoS 1 deliveries are re-sent on reconnect with DUP 1 and the same ids", async () => {
-  await using broker = startBroker();
+  await using broker = await startBroker();
   await using pub = await RawClient.connected(broker.port, { clientId: "pub" });
   await using sub = await persistentSubscriber(broker, "forgetful", "r/#", 1);
   await pub.publishAcked("r/1", "first", { qos: 1 });
@@ -191,7 +191,7 @@ Deno.test("[MQTT-4.4.0-1] unacknowledged QoS 1 deliveries are re-sent on reconne
 });
 
 Deno.test("[MQTT-4.4.0-1] a QoS 2 delivery without PUBREC is re-sent as PUBLISH with DUP 1 and the same id", async () => {
-  await using broker = startBroker();
+  await using broker = await startBroker();
   await using pub = await RawClient.connected(broker.port, { clientId: "pub" });
   await using sub = await persistentSubscriber(broker, "slow", "r2/#", 2);
   await pub.publishAcked("r2/x", "exactly once", { qos: 2 });
@@ -209,7 +209,7 @@ Deno.test("[MQTT-4.4.0-1] a QoS 2 delivery without PUBREC is re-sent as PUBLISH 
 });
 
 Deno.test("[MQTT-4.4.0-1] a QoS 2 delivery whose PUBREC arrived gets PUBREL, not PUBLISH, re-sent", async () => {
-  await using broker = startBroker();
+  await using broker = await startBroker();
   await using pub = await RawClient.connected(broker.port, { clientId: "pub" });
   await using sub = await persistentSubscriber(broker, "halfway", "r3/#", 2);
   await pub.publishAcked("r3/x", "received", { qos: 2 });
@@ -228,7 +228,7 @@ Deno.test("[MQTT-4.4.0-1] a QoS 2 delivery whose PUBREC arrived gets PUBREL, not
 });
 
 Deno.test("[MQTT-4.6.0-6] re-sent deliveries go before messages queued while offline, all in order", async () => {
-  await using broker = startBroker({ limits: { max_inflight_messages: 1 } });
+  await using broker = await startBroker({ limits: { max_inflight_messages: 1 } });
   await using pub = await RawClient.connected(broker.port, { clientId: "pub" });
   await using sub = await persistentSubscriber(broker, "ordered", "o/#", 1);
   await pub.publishAcked("o/t", "m1", { qos: 1 });
@@ -254,7 +254,7 @@ Deno.test("[MQTT-4.6.0-6] re-sent deliveries go before messages queued while off
 // --- Limits --------------------------------------------------------------------------------------------
 
 Deno.test("limits.max_queued_messages: offline messages beyond the limit are dropped and counted", async () => {
-  await using broker = startBroker({ limits: { max_queued_messages: 3 } });
+  await using broker = await startBroker({ limits: { max_queued_messages: 3 } });
   await using pub = await RawClient.connected(broker.port, { clientId: "pub" });
   {
     await using sub = await persistentSubscriber(broker, "full", "f/#", 1);
@@ -271,7 +271,7 @@ Deno.test("limits.max_queued_messages: offline messages beyond the limit are dro
 });
 
 Deno.test("limits.max_queued_messages: online, messages beyond a full window and a full queue are dropped", async () => {
-  await using broker = startBroker({ limits: { max_inflight_messages: 1, max_queued_messages: 2 } });
+  await using broker = await startBroker({ limits: { max_inflight_messages: 1, max_queued_messages: 2 } });
   await using pub = await RawClient.connected(broker.port, { clientId: "pub" });
   await using sub = await persistentSubscriber(broker, "busy", "b/#", 1);
   for (let i = 1; i <= 4; i++) await pub.publishAcked("b/t", `m${i}`, { qos: 1 });
@@ -283,7 +283,7 @@ Deno.test("limits.max_queued_messages: online, messages beyond a full window and
 });
 
 Deno.test("limits.max_inflight_messages bounds unacknowledged QoS 1 deliveries; PUBACKs let more through", async () => {
-  await using broker = startBroker({ limits: { max_inflight_messages: 2 } });
+  await using broker = await startBroker({ limits: { max_inflight_messages: 2 } });
   await using pub = await RawClient.connected(broker.port, { clientId: "pub" });
   await using sub = await persistentSubscriber(broker, "window", "w/#", 1);
   for (let i = 1; i <= 5; i++) await pub.publishAcked("w/t", `m${i}`, { qos: 1 });
@@ -304,7 +304,7 @@ Deno.test("limits.max_inflight_messages bounds unacknowledged QoS 1 deliveries; 
 });
 
 Deno.test("limits.max_inflight_messages: a QoS 2 delivery holds its slot until PUBCOMP, not PUBREC", async () => {
-  await using broker = startBroker({ limits: { max_inflight_messages: 1 } });
+  await using broker = await startBroker({ limits: { max_inflight_messages: 1 } });
   await using pub = await RawClient.connected(broker.port, { clientId: "pub" });
   await using sub = await persistentSubscriber(broker, "window2", "w2/#", 2);
   await pub.publishAcked("w2/t", "m1", { qos: 2 });
@@ -321,7 +321,7 @@ Deno.test("limits.max_inflight_messages: a QoS 2 delivery holds its slot until P
 // --- Expiry ----------------------------------------------------------------------------------------------
 
 Deno.test("mqtt.session_expiry: an offline session expires, then reconnecting gets session present 0", async () => {
-  await using broker = startBroker({ mqtt: { session_expiry: 1 } });
+  await using broker = await startBroker({ mqtt: { session_expiry: 1 } });
   await using pub = await RawClient.connected(broker.port, { clientId: "pub" });
   {
     await using sub = await persistentSubscriber(broker, "brief", "exp/#", 1);
@@ -342,7 +342,7 @@ Deno.test("mqtt.session_expiry: an offline session expires, then reconnecting ge
 });
 
 Deno.test("mqtt.session_expiry: an online session never expires and reconnecting cancels the expiry", async () => {
-  await using broker = startBroker({ mqtt: { session_expiry: 1 } });
+  await using broker = await startBroker({ mqtt: { session_expiry: 1 } });
   {
     await using returning = await persistentSubscriber(broker, "returning", "ret/#", 1);
     await using leaving = await persistentSubscriber(broker, "leaving", "lea/#", 1);
@@ -362,7 +362,7 @@ Deno.test("mqtt.session_expiry: an online session never expires and reconnecting
 // --- Inbound QoS 2 state -----------------------------------------------------------------------------------
 
 Deno.test("[MQTT-4.3.3-2] inbound QoS 2 packet id state survives a reconnect: a re-sent PUBLISH is not delivered twice", async () => {
-  await using broker = startBroker();
+  await using broker = await startBroker();
   await using watch = await RawClient.connected(broker.port, { clientId: "watch" });
   assert.deepEqual(await watch.subscribe([["in/#", 0]]), [0]);
   await using publisher = await RawClient.connected(broker.port, { clientId: "qos2-pub", clean: false });
@@ -388,7 +388,7 @@ Deno.test("[MQTT-4.3.3-2] inbound QoS 2 packet id state survives a reconnect: a 
 });
 
 Deno.test("[MQTT-3.1.2-6] clean session 1 starts without inbound QoS 2 state from an earlier session", async () => {
-  await using broker = startBroker();
+  await using broker = await startBroker();
   await using watch = await RawClient.connected(broker.port, { clientId: "watch" });
   assert.deepEqual(await watch.subscribe([["in/#", 0]]), [0]);
   await using publisher = await RawClient.connected(broker.port, { clientId: "qos2-pub", clean: false });

@@ -55,7 +55,7 @@ const MATCHING: { filter: string; topic: string; matches: boolean; rule: string 
 
 for (const { filter, topic, matches, rule } of MATCHING) {
   Deno.test(`[${rule}] filter "${filter}" ${matches ? "matches" : "does not match"} topic "${topic}"`, async () => {
-    await using broker = startBroker();
+    await using broker = await startBroker();
     await using sub = await RawClient.connected(broker.port, { clientId: "sub" });
     assert.deepEqual(await sub.subscribe([[filter, 0], ["marker", 0]]), [0, 0]);
     await using pub = await RawClient.connected(broker.port, { clientId: "pub" });
@@ -70,7 +70,7 @@ for (const { filter, topic, matches, rule } of MATCHING) {
 // --- Overlaps and granted QoS ----------------------------------------------------------------------------------
 
 Deno.test("[MQTT-3.3.5-1] overlapping subscriptions get the message once at the highest matching QoS", async () => {
-  await using broker = startBroker();
+  await using broker = await startBroker();
   await using sub = await RawClient.connected(broker.port, { clientId: "sub" });
   assert.deepEqual(await sub.subscribe([["o/#", 0], ["o/+", 2], ["o/t", 1], ["marker", 0]]), [0, 2, 1, 0]);
   await using pub = await RawClient.connected(broker.port, { clientId: "pub" });
@@ -83,7 +83,7 @@ Deno.test("[MQTT-3.3.5-1] overlapping subscriptions get the message once at the 
 });
 
 Deno.test("[MQTT-3.8.4-6] granted QoS is capped by mqtt.max_qos and deliveries follow the grant", async () => {
-  await using broker = startBroker({ mqtt: { max_qos: 1 } });
+  await using broker = await startBroker({ mqtt: { max_qos: 1 } });
   await using sub = await RawClient.connected(broker.port, { clientId: "sub" });
   assert.deepEqual(await sub.subscribe([["c/0", 0], ["c/1", 1], ["c/2", 2]]), [0, 1, 1]);
   await using pub = await RawClient.connected(broker.port, { clientId: "pub" });
@@ -93,14 +93,14 @@ Deno.test("[MQTT-3.8.4-6] granted QoS is capped by mqtt.max_qos and deliveries f
 });
 
 Deno.test("[MQTT-3.9.3-1] SUBACK has one return code per filter, in the order of the SUBSCRIBE", async () => {
-  await using broker = startBroker();
+  await using broker = await startBroker();
   await using sub = await RawClient.connected(broker.port, { clientId: "sub" });
   const granted = await sub.subscribe([["s/2", 2], ["s/0", 0], ["s/1", 1], ["s/#", 2], ["+/0", 0]], 4242);
   assert.deepEqual(granted, [2, 0, 1, 2, 0]);
 });
 
 Deno.test("[MQTT-3.8.4-3] subscribing again to the same filter replaces its QoS", async () => {
-  await using broker = startBroker();
+  await using broker = await startBroker();
   await using sub = await RawClient.connected(broker.port, { clientId: "sub" });
   assert.deepEqual(await sub.subscribe([["r/t", 2]], 1), [2]);
   assert.deepEqual(await sub.subscribe([["r/t", 0]], 2), [0]);
@@ -126,60 +126,60 @@ for (
   ]
 ) {
   Deno.test(`[${rule}] SUBSCRIBE with invalid filter "${filter}" (after a valid one) closes without SUBACK`, async () => {
-    await using broker = startBroker();
+    await using broker = await startBroker();
     await assertClosesConnection(broker, rawSubscribe(0x82, 1, [["ok/+", 0], [filter, 0]]));
   });
 }
 
 Deno.test('[MQTT-4.7.1-2] UNSUBSCRIBE with invalid filter "a/#/b" closes without UNSUBACK', async () => {
-  await using broker = startBroker();
+  await using broker = await startBroker();
   await assertClosesConnection(broker, rawSubscribe(0xa2, 1, [["a/#/b", null]]));
 });
 
 Deno.test("[MQTT-3.8.1-1] SUBSCRIBE with reserved header bits 0000 (first byte 0x80) closes", async () => {
-  await using broker = startBroker();
+  await using broker = await startBroker();
   await assertClosesConnection(broker, rawSubscribe(0x80, 1, [["a", 0]]));
 });
 
 Deno.test("[MQTT-3.10.1-1] UNSUBSCRIBE with reserved header bits 0000 (first byte 0xa0) closes", async () => {
-  await using broker = startBroker();
+  await using broker = await startBroker();
   await assertClosesConnection(broker, rawSubscribe(0xa0, 1, [["a", null]]));
 });
 
 Deno.test("[MQTT-3-8.3-4] SUBSCRIBE requesting QoS 3 closes without SUBACK", async () => {
-  await using broker = startBroker();
+  await using broker = await startBroker();
   await assertClosesConnection(broker, rawSubscribe(0x82, 1, [["a", 3]]));
 });
 
 Deno.test("[MQTT-3-8.3-4] SUBSCRIBE with reserved option bits set closes without SUBACK", async () => {
-  await using broker = startBroker();
+  await using broker = await startBroker();
   await assertClosesConnection(broker, rawSubscribe(0x82, 1, [["a", 0x41]]));
 });
 
 Deno.test("[MQTT-3.8.3-3] SUBSCRIBE with no topic filter closes without SUBACK", async () => {
-  await using broker = startBroker();
+  await using broker = await startBroker();
   await assertClosesConnection(broker, rawSubscribe(0x82, 1, []));
 });
 
 Deno.test("[MQTT-3.10.3-2] UNSUBSCRIBE with no topic filter closes without UNSUBACK", async () => {
-  await using broker = startBroker();
+  await using broker = await startBroker();
   await assertClosesConnection(broker, rawSubscribe(0xa2, 1, []));
 });
 
 Deno.test("[MQTT-2.3.1-1] SUBSCRIBE with packet id 0 closes without SUBACK", async () => {
-  await using broker = startBroker();
+  await using broker = await startBroker();
   await assertClosesConnection(broker, rawSubscribe(0x82, 0, [["a", 0]]));
 });
 
 Deno.test("[MQTT-2.3.1-1] UNSUBSCRIBE with packet id 0 closes without UNSUBACK", async () => {
-  await using broker = startBroker();
+  await using broker = await startBroker();
   await assertClosesConnection(broker, rawSubscribe(0xa2, 0, [["a", null]]));
 });
 
 // --- UNSUBSCRIBE ------------------------------------------------------------------------------------------------
 
 Deno.test("[MQTT-3.10.4-2] after UNSUBACK the unsubscribed filter gets no more messages", async () => {
-  await using broker = startBroker();
+  await using broker = await startBroker();
   await using sub = await RawClient.connected(broker.port, { clientId: "sub" });
   await sub.subscribe([["u/gone", 1], ["u/kept", 1]]);
   await sub.send({ cmd: "unsubscribe", messageId: 77, unsubscriptions: ["u/gone"] });
@@ -191,7 +191,7 @@ Deno.test("[MQTT-3.10.4-2] after UNSUBACK the unsubscribed filter gets no more m
 });
 
 Deno.test("[MQTT-3.10.4-6] UNSUBSCRIBE with several filters removes them all and sends one UNSUBACK", async () => {
-  await using broker = startBroker();
+  await using broker = await startBroker();
   await using sub = await RawClient.connected(broker.port, { clientId: "sub" });
   await sub.subscribe([["m/1", 0], ["m/2", 0], ["m/3", 0]]);
   await sub.send({ cmd: "unsubscribe", messageId: 5, unsubscriptions: ["m/1", "m/2"] });
@@ -205,7 +205,7 @@ Deno.test("[MQTT-3.10.4-6] UNSUBSCRIBE with several filters removes them all and
 });
 
 Deno.test("[MQTT-3.10.4-1] UNSUBSCRIBE matches filters literally: 'a/+' does not remove 'a/b'", async () => {
-  await using broker = startBroker();
+  await using broker = await startBroker();
   await using sub = await RawClient.connected(broker.port, { clientId: "sub" });
   await sub.subscribe([["a/b", 0]]);
   await sub.send({ cmd: "unsubscribe", messageId: 2, unsubscriptions: ["a/+"] });
@@ -216,7 +216,7 @@ Deno.test("[MQTT-3.10.4-1] UNSUBSCRIBE matches filters literally: 'a/+' does not
 });
 
 Deno.test("[MQTT-3.10.4-5] UNSUBACK is sent even when no subscription existed", async () => {
-  await using broker = startBroker();
+  await using broker = await startBroker();
   await using client = await RawClient.connected(broker.port, { clientId: "c" });
   await client.send({ cmd: "unsubscribe", messageId: 31337, unsubscriptions: ["never/subscribed"] });
   assert.equal((await client.expect("unsuback")).messageId, 31337);
@@ -226,7 +226,7 @@ Deno.test("[MQTT-3.10.4-5] UNSUBACK is sent even when no subscription existed", 
 // --- Real subscribers ---------------------------------------------------------------------------------------------
 
 mosquittoTest("mosquitto_sub with several -t filters receives matching messages from MQTT.js", async () => {
-  await using broker = startBroker();
+  await using broker = await startBroker();
   await using sub = new MosquittoSub([
     ...["-p", String(broker.port), "-i", "mosq-sub", "-q", "1", "-v", "-C", "3", "-W", "10"],
     ...["-t", "ms/+/x", "-t", "other/#", "-t", "exact"],

@@ -38,7 +38,7 @@ async function assertNoWill(watcher: RawClient, topic: string): Promise<void> {
 }
 
 Deno.test("[MQTT-3.1.2-8] the will is published when the socket closes without DISCONNECT", async () => {
-  await using broker = startBroker();
+  await using broker = await startBroker();
   await using watch = await watcher(broker);
   const owner = await RawClient.connected(broker.port, {
     clientId: "owner",
@@ -53,7 +53,7 @@ Deno.test("[MQTT-3.1.2-8] the will is published when the socket closes without D
 });
 
 Deno.test("[MQTT-3.14.4-3] the will is discarded, not published, on DISCONNECT", async () => {
-  await using broker = startBroker();
+  await using broker = await startBroker();
   await using watch = await watcher(broker);
   await using owner = await RawClient.connected(broker.port, {
     clientId: "polite",
@@ -67,7 +67,7 @@ Deno.test("[MQTT-3.14.4-3] the will is discarded, not published, on DISCONNECT",
 });
 
 Deno.test("[MQTT-3.1.2-8] the will is published once on each kind of protocol error", async () => {
-  await using broker = startBroker();
+  await using broker = await startBroker();
   await using watch = await watcher(broker);
   const violations: [string, Uint8Array][] = [
     // PUBLISH to a topic name with a wildcard.
@@ -94,7 +94,7 @@ Deno.test("[MQTT-3.1.2-8] the will is published once on each kind of protocol er
 });
 
 Deno.test("[MQTT-3.1.2-8] the will is published on keep-alive timeout", async () => {
-  await using broker = startBroker();
+  await using broker = await startBroker();
   await using watch = await watcher(broker);
   await using owner = await RawClient.connected(broker.port, {
     clientId: "sleeper",
@@ -108,7 +108,7 @@ Deno.test("[MQTT-3.1.2-8] the will is published on keep-alive timeout", async ()
 });
 
 Deno.test("[MQTT-3.1.4-2] the will of a connection closed by a takeover is published", async () => {
-  await using broker = startBroker();
+  await using broker = await startBroker();
   await using watch = await watcher(broker);
   await using old = await RawClient.connected(broker.port, {
     clientId: "twin",
@@ -126,7 +126,7 @@ Deno.test("[MQTT-3.1.4-2] the will of a connection closed by a takeover is publi
 });
 
 Deno.test("[MQTT-3.1.2-14] the will is delivered at its QoS, capped by each subscription's QoS", async () => {
-  await using broker = startBroker();
+  await using broker = await startBroker();
   await using atTwo = await watcher(broker, "will/qos/#", 2, "at-two");
   await using atZero = await watcher(broker, "will/qos/#", 0, "at-zero");
   for (const qos of [0, 1, 2] as const) {
@@ -144,7 +144,7 @@ Deno.test("[MQTT-3.1.2-14] the will is delivered at its QoS, capped by each subs
 });
 
 Deno.test("[MQTT-3.1.2-17] a will with retain 1 is retained and sent to later subscribers with RETAIN 1", async () => {
-  await using broker = startBroker();
+  await using broker = await startBroker();
   await using live = await watcher(broker);
   const owner = await RawClient.connected(broker.port, {
     clientId: "keeper",
@@ -161,7 +161,7 @@ Deno.test("[MQTT-3.1.2-17] a will with retain 1 is retained and sent to later su
 });
 
 Deno.test("[MQTT-3.1.2-16] a will with retain 0 is not retained", async () => {
-  await using broker = startBroker();
+  await using broker = await startBroker();
   await using live = await watcher(broker);
   const owner = await RawClient.connected(broker.port, {
     clientId: "passing",
@@ -176,7 +176,7 @@ Deno.test("[MQTT-3.1.2-16] a will with retain 0 is not retained", async () => {
 });
 
 Deno.test("[MQTT-3.1.2-8] MQTT.js: a destroyed connection publishes the will, end() with DISCONNECT does not", async () => {
-  await using broker = startBroker();
+  await using broker = await startBroker();
   await using watch = await watcher(broker);
   const lastWill = {
     topic: "will/mqttjs",
@@ -197,7 +197,7 @@ Deno.test("[MQTT-3.1.2-8] MQTT.js: a destroyed connection publishes the will, en
 mosquittoTest(
   "[MQTT-3.1.2-8] mosquitto_sub --will-topic: killed, its will is published; a clean exit publishes none",
   async () => {
-    await using broker = startBroker();
+    await using broker = await startBroker();
     await using watch = await watcher(broker);
     const args = (id: string) => [
       ...["-p", String(broker.port), "-i", id, "-t", `mosq/${id}`, "-C", "1"],
@@ -223,7 +223,7 @@ mosquittoTest(
 );
 
 Deno.test("a will under $SYS is not routed or retained: only the broker publishes there", async () => {
-  await using broker = startBroker();
+  await using broker = await startBroker();
   await using watch = await watcher(broker, "$SYS/#", 1, "sys-watcher");
   await watch.subscribe([["will/marker", 0]], 2);
   const owner = await RawClient.connected(broker.port, {
@@ -238,7 +238,7 @@ Deno.test("a will under $SYS is not routed or retained: only the broker publishe
 });
 
 Deno.test("[MQTT-3.1.2-5] a will to a persistent subscriber that is offline is queued like any QoS 1 message", async () => {
-  await using broker = startBroker();
+  await using broker = await startBroker();
   {
     await using sub = await RawClient.subscriber(broker.port, { clientId: "away", clean: false }, [[
       "will/#",
@@ -259,7 +259,7 @@ Deno.test("[MQTT-3.1.2-5] a will to a persistent subscriber that is offline is q
 });
 
 Deno.test("[MQTT-3.2.2-5] a refused CONNECT's will is never published", async () => {
-  await using broker = startBroker({ limits: { max_sessions: 1 } });
+  await using broker = await startBroker({ limits: { max_sessions: 1 } });
   await using watch = await watcher(broker);
   await using refused = await RawClient.open(broker.port);
   const connack = await refused.connect({ clientId: "refused", will: will("will/refused", "never") });
@@ -269,7 +269,7 @@ Deno.test("[MQTT-3.2.2-5] a refused CONNECT's will is never published", async ()
 });
 
 Deno.test("the will is not published when the broker shuts down", async () => {
-  const broker = startBroker();
+  const broker = await startBroker();
   try {
     await using owner = await RawClient.connected(broker.port, {
       clientId: "survivor",

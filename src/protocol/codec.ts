@@ -40,21 +40,12 @@ export type ProtocolVersion = 3 | 4 | 5;
 const FIXED_LENGTH_V3 = [-1, -1, -1, -1, 2, 2, 2, 2, -1, -1, -1, 2, 0, 0, 0, -1];
 
 /**
- * One decoder per connection: mqtt-packet's parser remembers the protocol level of the CONNECT it saw,
- * which changes how later packets are read.
+ * One decoder per connection, remembering the protocol level of the CONNECT it saw, which changes how later
+ * packets are read. mqtt-packet's parser (an EventEmitter and a BufferList) is made only for the rare
+ * packets that need it, so an idle connection does not carry one.
  */
 export class PacketDecoder {
-  // deno-lint-ignore no-explicit-any -- mqtt-packet's Parser typings omit its `parse` return and events' payloads
-  readonly #parser: any;
-  /** Set synchronously by the parser's events during `parse`. */
-  #result: MP.Packet | Error | null = null;
   #version: ProtocolVersion = 4;
-
-  constructor() {
-    this.#parser = mqttPacket.parser({ protocolVersion: 4 });
-    this.#parser.on("packet", (packet: MP.Packet) => this.#result = packet);
-    this.#parser.on("error", (error: Error) => this.#result = error);
-  }
 
   /** Decodes one whole frame (from FrameReader). */
   decode(frame: Uint8Array): Packet | DecodeError {
@@ -68,16 +59,23 @@ export class PacketDecoder {
       if (hot) return hot;
     }
     const buffer = Buffer.from(frame.buffer, frame.byteOffset, frame.byteLength);
-    this.#result = null;
-    this.#parser.parse(buffer);
-    const packet = this.#result as MP.Packet | Error | null;
+    const packet = parseWithMqttPacket(buffer, this.#version);
     if (packet instanceof Error) return malformed(packet.message);
-    if (!packet) return malformed("incomplete packet");
     const problem = checkPacket(packet, buffer);
     if (problem) return malformed(problem);
     if (packet.cmd === "connect") this.#version = packet.protocolVersion as ProtocolVersion;
     return packet as Packet;
   }
+}
+
+/** One whole frame through a fresh mqtt-packet parser; its events fire synchronously inside `parse`. */
+function parseWithMqttPacket(frame: Buffer, version: ProtocolVersion): MP.Packet | Error {
+  let result: MP.Packet | Error = new Error("incomplete packet");
+  const parser = mqttPacket.parser({ protocolVersion: version });
+  parser.on("packet", (packet: MP.Packet) => result = packet);
+  parser.on("error", (error: Error) => result = error);
+  parser.parse(frame);
+  return result;
 }
 
 const TYPE_NAMES = [

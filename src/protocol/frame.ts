@@ -18,8 +18,8 @@ const MAX_HEADER = 5;
 
 export class FrameReader {
   readonly #maxPacketSize: number;
-  /** Fixed-header bytes of the next frame while it is split across chunks. */
-  #head = new Uint8Array(MAX_HEADER);
+  /** Fixed-header bytes of the next frame while it is split across chunks (made when first needed). */
+  #head: Uint8Array | null = null;
   #headLength = 0;
   /** The frame being filled while its body is split across chunks. */
   #frame: Uint8Array | null = null;
@@ -52,7 +52,7 @@ export class FrameReader {
         // Fast path: the whole fixed header is in this chunk.
         const header = readFixedHeader(chunk, at, chunk.length);
         if (header === "incomplete") {
-          this.#head.set(chunk.subarray(at), 0);
+          (this.#head ??= new Uint8Array(MAX_HEADER)).set(chunk.subarray(at), 0);
           this.#headLength = chunk.length - at;
           return null;
         }
@@ -70,15 +70,16 @@ export class FrameReader {
         continue;
       }
       // Slow path: the fixed header itself is split across chunks; take one byte at a time.
-      this.#head[this.#headLength++] = chunk[at++];
-      const header = readFixedHeader(this.#head, 0, this.#headLength);
+      const head = this.#head!;
+      head[this.#headLength++] = chunk[at++];
+      const header = readFixedHeader(head, 0, this.#headLength);
       if (header === "incomplete") continue;
       const headerLength = this.#headLength;
       this.#headLength = 0;
       if (typeof header === "object") return header;
       const error = this.#checkSize(header);
       if (error) return error;
-      this.#startFrame(header, this.#head.subarray(0, headerLength));
+      this.#startFrame(header, head.subarray(0, headerLength));
       if (this.#filled === header) {
         const frame = this.#frame!;
         this.#frame = null;

@@ -53,14 +53,18 @@ export function decodeHot(frame: Uint8Array): HotPacket | DecodeError | undefine
     case 6:
     case 7: {
       const cmd = ACK_TYPES[type];
-      if (frame[0] !== ACK_FIRST_BYTE[cmd]) return malformed(`reserved flag bits of ${cmd.toUpperCase()} are wrong`);
+      if (frame[0] !== ACK_FIRST_BYTE[cmd]) {
+        return malformed(`reserved flag bits of ${cmd.toUpperCase()} are wrong`);
+      }
       const messageId = (frame[2] << 8) | frame[3];
       return messageId ? { cmd, messageId } : malformed("packet identifier must not be 0");
     }
     case 12:
       return frame[0] === 0xc0 ? { cmd: "pingreq" } : malformed("reserved flag bits of PINGREQ are wrong");
     case 14:
-      return frame[0] === 0xe0 ? { cmd: "disconnect" } : malformed("reserved flag bits of DISCONNECT are wrong");
+      return frame[0] === 0xe0
+        ? { cmd: "disconnect" }
+        : malformed("reserved flag bits of DISCONNECT are wrong");
     default:
       return undefined;
   }

@@ -34,7 +34,7 @@ export interface Listener {
   readonly host: string;
   /** The bound port (differs from the configured one when that was 0). */
   readonly port: number;
-  /** Stops accepting; open connections are the handler's to close. */
+  /** Stops accepting at once; open connections are the handler's to close (see `drained`). */
   close(): Promise<void>;
   /** Resolves once every connection accepted here has ended (after the handler closed them). */
   drained(): Promise<void>;

@@ -33,7 +33,7 @@ export interface TestBroker extends AsyncDisposable {
   disconnected(clientId: string, reason?: string): Promise<void>;
 }
 
-export function startBroker(overrides: ConfigOverrides = {}): TestBroker {
+export async function startBroker(overrides: ConfigOverrides = {}): Promise<TestBroker> {
   const config = structuredClone(DEFAULT_CONFIG) as Config;
   for (const [section, values] of Object.entries(overrides)) {
     if (section === "listeners") continue;
@@ -41,7 +41,7 @@ export function startBroker(overrides: ConfigOverrides = {}): TestBroker {
   }
   config.listeners = [{ type: "tcp", host: "127.0.0.1", port: 0 }];
   const logs: string[] = [];
-  const server = startServer(config, createLogger("debug", (line) => logs.push(line)));
+  const server = await startServer(config, createLogger("debug", (line) => logs.push(line)));
   const sessions = server.broker.sessions;
   const stop = () => server.stop();
   const loggedDisconnect = (clientId: string, reason?: string) =>
