@@ -1,0 +1,349 @@
+/**
+ * `deno task bench`: Vyoma, Mosquitto and Aedes, one at a time, under the same scenarios and the same load
+ * generator; a table of figures and ratios on stdout, results as JSON and SVG under bench/results/.
+ * `deno task bench --help` lists the flags. Exit: 0 when every Vyoma run was clean, 1 when one was not
+ * (Vyoma not starting included), 2 on bad usage or a setup failure such as no load generator.
+ */
+
+import { dirname, join, relative } from "node:path";
+import { fileURLToPath } from "node:url";
+import { findGenerator, type Generator, runGenerator, SetupError } from "./generator.ts";
+import { type BrokerPlan, HOST, prepareBroker, RunningBroker } from "./peers.ts";
+import {
+  type BrokerEntry,
+  field,
+  fileStamp,
+  formatInt,
+  isClean,
+  type MachineInfo,
+  renderTable,
+  type Report,
+  runFlags,
+  type RunRecord,
+  writeResults,
+} from "./report.ts";
+import { HELP, type Options, parseOptions, type Scenario, scenariosFor, UsageError } from "./scenarios.ts";
+
+const REPO_ROOT = dirname(dirname(fileURLToPath(import.meta.url)));
+const CACHE_DIR = join(REPO_ROOT, "bench", ".cache");
+const RESULTS_DIR = join(REPO_ROOT, "bench", "results");
+/** Pause between runs so the broker finishes closing sockets and collecting garbage (as bench.sh does). */
+const SETTLE_MS = 1000;
+/** How long past its own --duration-max the generator may run before the bench kills it. */
+const GENERATOR_SLACK_S = 30;
+
+/** One status line on stderr: rewritten in place on a terminal, one line per step otherwise. */
+class Progress {
+  readonly #tty = Deno.stderr.isTerminal();
+  readonly #encoder = new TextEncoder();
+  #open = false;
+
+  step(text: string): void {
+    this.#close();
+    this.#write(this.#tty ? `\r\x1b[K${text}` : text);
+    this.#open = true;
+  }
+
+  /** Completes the current step's line with its outcome. */
+  done(outcome: string): void {
+    if (!this.#open) return;
+    this.#write(` ${outcome}${this.#tty ? "" : "\n"}`);
+    this.#open = this.#tty;
+  }
+
+  /** A line that stays (warnings, notes). */
+  note(text: string): void {
+    this.#close();
+    this.#write(`${text}\n`);
+  }
+
+  finish(): void {
+    if (this.#tty && this.#open) this.#write("\r\x1b[K");
+    this.#open = false;
+  }
+
+  #close(): void {
+    if (!this.#open) return;
+    this.#write(this.#tty ? "\r\x1b[K" : "\n");
+    this.#open = false;
+  }
+
+  #write(text: string): void {
+    Deno.stderr.writeSync(this.#encoder.encode(text));
+  }
+}
+
+/** What must be stopped if the bench is interrupted. */
+const live: { broker: RunningBroker | null; abort: AbortController } = {
+  broker: null,
+  abort: new AbortController(),
+};
+
+async function main(argv: string[]): Promise<number> {
+  let options: Options;
+  let scenarios: Scenario[];
+  try {
+    options = parseOptions(argv);
+    if (options.help) {
+      console.log(HELP);
+      return 0;
+    }
+    scenarios = scenariosFor(options);
+  } catch (error) {
+    if (error instanceof UsageError) return fail(`${error.message} (see --help)`, 2);
+    throw error;
+  }
+  const progress = new Progress();
+  const startedAt = new Date();
+  const machine = await machineInfo();
+  let generator: Generator;
+  try {
+    generator = await findGenerator({
+      repoRoot: REPO_ROOT,
+      explicit: options.generator,
+      envPath: Deno.env.get("MQTTLOAD"),
+      warn: (line) => progress.note(`bench: warning: ${line}`),
+      note: (line) => progress.note(`bench: ${line}`),
+    });
+  } catch (error) {
+    if (error instanceof SetupError) return fail(error.message, 2);
+    throw error;
+  }
+  progress.note(`bench: generator ${generator.kind} ${generator.path} (${generator.version})`);
+
+  await Deno.mkdir(CACHE_DIR, { recursive: true });
+  const { entries, plans } = await prepareBrokers(options, progress);
+  const runs = await runAll(plans, entries, scenarios, generator, progress);
+  progress.finish();
+  if (live.abort.signal.aborted) return 130;
+
+  const finishedAt = new Date();
+  const report: Report = {
+    started: startedAt.toISOString().replace(/\.\d+Z$/, "Z"),
+    finished: finishedAt.toISOString().replace(/\.\d+Z$/, "Z"),
+    wallS: Math.round((finishedAt.getTime() - startedAt.getTime()) / 100) / 10,
+    argv,
+    mode: options.quick ? "quick" : "full",
+    pubTime: options.pubTime,
+    machine,
+    generator: { kind: generator.kind, path: generator.path, version: generator.version },
+    brokers: entries,
+    scenarios,
+    runs,
+  };
+  console.log(renderTable(report));
+  const paths = await writeResults(RESULTS_DIR, report, fileStamp(startedAt));
+  console.log(
+    `\nwall time ${report.wallS} s; results: ${paths.map((p) => relative(Deno.cwd(), p)).join(", ")}`,
+  );
+
+  const vyomaRuns = runs.filter((r) => r.broker === "vyoma");
+  const vyomaClean = vyomaRuns.every((r) => isClean(scenarios.find((s) => s.name === r.scenario)!, r));
+  const vyomaFailedToPrepare = entries.some((e) => e.name === "vyoma" && e.skipped !== null);
+  return vyomaClean && !vyomaFailedToPrepare ? 0 : 1;
+}
+
+/** Finds and prepares each broker asked for; a missing peer is skipped with one line saying how to get it. */
+async function prepareBrokers(
+  options: Options,
+  progress: Progress,
+): Promise<{ entries: BrokerEntry[]; plans: BrokerPlan[] }> {
+  const entries: BrokerEntry[] = [];
+  const plans: BrokerPlan[] = [];
+  const context = {
+    repoRoot: REPO_ROOT,
+    cacheDir: CACHE_DIR,
+    note: (l: string) => progress.note(`bench: ${l}`),
+  };
+  for (const name of options.brokers) {
+    const prepared = await prepareBroker(name, context);
+    if (prepared.ok) {
+      const { version, runtime } = prepared.plan;
+      plans.push(prepared.plan);
+      entries.push({ name, version, runtime, skipped: null, config: null, starts: [] });
+    } else {
+      progress.note(`bench: skipping ${name}: ${prepared.reason}`);
+      entries.push({
+        name,
+        version: name,
+        runtime: null,
+        skipped: prepared.reason,
+        config: null,
+        starts: [],
+      });
+    }
+  }
+  return { entries, plans };
+}
+
+/**
+ * Every scenario against one broker at a time. A broker is started once and reused, restarted for a scenario
+ * that needs a fresh one and after a crash; one that will not start costs one timeout, not one per scenario.
+ */
+async function runAll(
+  plans: BrokerPlan[],
+  entries: BrokerEntry[],
+  scenarios: Scenario[],
+  generator: Generator,
+  progress: Progress,
+): Promise<RunRecord[]> {
+  const runs: RunRecord[] = [];
+  const total = plans.length * scenarios.length;
+  let index = 0;
+  for (const plan of plans) {
+    const entry = entries.find((e) => e.name === plan.name)!;
+    let startError: string | null = null;
+    for (const scenario of scenarios) {
+      index++;
+      if (live.abort.signal.aborted) break;
+      progress.step(`[${index}/${total}] ${plan.name} ${scenario.name} ...`);
+      if (startError === null && (live.broker === null || scenario.fresh || live.broker.exited !== null)) {
+        startError = await restart(plan, entry);
+      }
+      if (startError !== null || live.broker === null) {
+        runs.push(notRun(plan.name, scenario, `broker did not start: ${startError}`));
+        progress.done("not run: broker did not start");
+        continue;
+      }
+      const run = await runOne(generator, live.broker, scenario);
+      if (live.abort.signal.aborted) break;
+      runs.push(run);
+      progress.done(outcome(scenario, run));
+      await new Promise((resolve) => setTimeout(resolve, SETTLE_MS));
+    }
+    await stopBroker();
+    if (startError !== null) progress.note(`bench: ${plan.name}: ${startError}`);
+  }
+  return runs;
+}
+
+function notRun(broker: BrokerPlan["name"], scenario: Scenario, error: string): RunRecord {
+  return { broker, scenario: scenario.name, exitCode: null, result: null, error, stderrTail: "", wallS: 0 };
+}
+
+/** Stops the running broker (if any) and starts `plan` afresh; returns an error line or null. */
+async function restart(plan: BrokerPlan, entry: BrokerEntry): Promise<string | null> {
+  await stopBroker();
+  try {
+    live.broker = await RunningBroker.start(plan, join(CACHE_DIR, "logs"));
+  } catch (error) {
+    if (error instanceof SetupError) return error.message;
+    throw error;
+  }
+  entry.config ??= live.broker.config;
+  entry.starts.push({ port: live.broker.port, pid: live.broker.pid });
+  // A fresh broker settles too: its RSS before the first connection is the baseline for per-connection RSS.
+  await new Promise((resolve) => setTimeout(resolve, SETTLE_MS));
+  return null;
+}
+
+async function stopBroker(): Promise<void> {
+  const broker = live.broker;
+  live.broker = null;
+  await broker?.stop();
+}
+
+async function runOne(generator: Generator, broker: RunningBroker, scenario: Scenario): Promise<RunRecord> {
+  const args = [
+    "--host",
+    HOST,
+    "--port",
+    String(broker.port),
+    "--broker-pid",
+    String(broker.pid),
+    "--label",
+    broker.name,
+    ...scenario.args,
+  ];
+  const out = await runGenerator(
+    generator,
+    args,
+    scenario.durationMax + GENERATOR_SLACK_S,
+    live.abort.signal,
+  );
+  let error: string | null = null;
+  if (out.killed && !live.abort.signal.aborted) {
+    error = `generator killed after ${Math.round(out.wallS)} s (past --duration-max ${scenario.durationMax})`;
+  }
+  if (broker.exited !== null) {
+    error = `broker ${broker.exited} during the run: ${await broker.logTail()}`;
+  }
+  return {
+    broker: broker.name,
+    scenario: scenario.name,
+    exitCode: out.exitCode,
+    result: out.result,
+    error,
+    stderrTail: out.exitCode === 0 ? "" : out.stderrTail,
+    wallS: Math.round(out.wallS * 10) / 10,
+  };
+}
+
+/** The figure a progress line ends with. */
+function outcome(scenario: Scenario, run: RunRecord): string {
+  const flags = runFlags(scenario, run).map((f) => f.code);
+  let figure: string;
+  switch (scenario.kind) {
+    case "throughput":
+      figure = `${formatInt(field(run, "recv_rate") ?? 0)} msg/s`;
+      break;
+    case "latency":
+      figure = `p50 ${formatInt(field(run, "p50_us") ?? 0)} us, p99 ${
+        formatInt(field(run, "p99_us") ?? 0)
+      } us`;
+      break;
+    case "conns":
+      figure = `${formatInt(field(run, "connected") ?? 0)} connected, ${
+        formatInt(field(run, "connect_rate") ?? 0)
+      } conn/s`;
+  }
+  return `${figure} (${run.wallS} s)${flags.length > 0 ? ` [${flags.join(",")}]` : ""}`;
+}
+
+async function machineInfo(): Promise<MachineInfo> {
+  // Deno wants --allow-all to read /proc/cpuinfo itself; the task grants --allow-run, so ask cat.
+  const cpuinfo = await new Deno.Command("cat", { args: ["/proc/cpuinfo"], stdout: "piped", stderr: "null" })
+    .output().then((o) => new TextDecoder().decode(o.stdout), () => "");
+  const model = cpuinfo.match(/^model name\s*:\s*(.+)$/m)?.[1]?.trim() ?? "unknown CPU";
+  let memTotalMb: number | null = null;
+  try {
+    memTotalMb = Math.round(Deno.systemMemoryInfo().total / (1024 * 1024));
+  } catch {
+    // Not available on this OS: left out of the header.
+  }
+  return {
+    nproc: navigator.hardwareConcurrency,
+    cpuModel: model,
+    kernel: Deno.osRelease(),
+    os: Deno.build.os,
+    memTotalMb,
+    loadavg: Deno.loadavg(),
+  };
+}
+
+function fail(message: string, code: number): number {
+  console.error(`bench: ${message}`);
+  return code;
+}
+
+/** Ctrl-C or SIGTERM: stop the generator and the broker, then exit; never leave a broker behind. */
+function onStopSignal(): void {
+  if (live.abort.signal.aborted) return;
+  live.abort.abort();
+  console.error("\nbench: interrupted, stopping the broker");
+  void stopBroker().finally(() => Deno.exit(130));
+}
+
+if (import.meta.main) {
+  Deno.addSignalListener("SIGINT", onStopSignal);
+  Deno.addSignalListener("SIGTERM", onStopSignal);
+  let code: number;
+  try {
+    code = await main(Deno.args);
+  } catch (error) {
+    await stopBroker();
+    console.error(`bench: ${error instanceof Error ? error.stack ?? error.message : error}`);
+    code = 2;
+  }
+  Deno.exit(code);
+}

@@ -1,0 +1,511 @@
+/**
+ * The pure parts of `deno task bench`: its command line, the scenario matrix and selection, the table's
+ * figures, ratios, flags and targets, and the SVG chart. No broker or generator runs here.
+ */
+
+import assert from "node:assert/strict";
+import {
+  allScenarios,
+  type BrokerName,
+  BROKERS,
+  FULL_PUB_TIME,
+  parseOptions,
+  QUICK_NAMES,
+  QUICK_PUB_TIME,
+  type Scenario,
+  scenariosFor,
+  selectScenarios,
+  UsageError,
+} from "../bench/scenarios.ts";
+import {
+  compact,
+  escapeXml,
+  figureText,
+  fileStamp,
+  formatRatio,
+  linearTicks,
+  primaryValue,
+  ratio,
+  renderSvg,
+  renderTable,
+  type Report,
+  resultsJson,
+  runFlags,
+  type RunRecord,
+  summaryLine,
+  targetFor,
+} from "../bench/report.ts";
+import { findGenerator, parseJsonLine, SetupError, withFdLimit } from "../bench/generator.ts";
+import { mosquittoConfig, vyomaConfig } from "../bench/peers.ts";
+
+function scenario(name: string): Scenario {
+  const found = allScenarios(FULL_PUB_TIME).find((s) => s.name === name);
+  assert.ok(found, `no scenario ${name}`);
+  return found;
+}
+
+function argValue(s: Scenario, flag: string): string | undefined {
+  const i = s.args.indexOf(flag);
+  return i < 0 ? undefined : s.args[i + 1];
+}
+
+function run(
+  broker: RunRecord["broker"],
+  name: string,
+  result: Record<string, unknown> | null,
+  exitCode = 0,
+) {
+  return {
+    broker,
+    scenario: name,
+    exitCode,
+    result,
+    error: null,
+    stderrTail: "",
+    wallS: 1,
+  } satisfies RunRecord;
+}
+
+const throughputResult = (recv: number, extra: Record<string, unknown> = {}) => ({
+  recv_rate: recv,
+  lost: 0,
+  dups: 0,
+  gen_cpu_s: 1,
+  broker_cpu_s: 2,
+  error: "",
+  ...extra,
+});
+
+// ---- command line ----
+
+Deno.test("bench options: defaults run every broker for the full publish time", () => {
+  const o = parseOptions([]);
+  assert.deepEqual(o.brokers, [...BROKERS]);
+  assert.equal(o.quick, false);
+  assert.equal(o.pubTime, FULL_PUB_TIME);
+  assert.deepEqual(o.only, []);
+  assert.equal(o.generator, undefined);
+});
+
+Deno.test("bench options: --quick shortens publishing, --pub-time overrides it", () => {
+  assert.equal(parseOptions(["--quick"]).pubTime, QUICK_PUB_TIME);
+  assert.equal(parseOptions(["--quick", "--pub-time", "3.5"]).pubTime, 3.5);
+  assert.equal(parseOptions(["--pub-time=8"]).pubTime, 8);
+});
+
+Deno.test("bench options: --brokers keeps table order and refuses unknown names", () => {
+  assert.deepEqual(parseOptions(["--brokers", "aedes, vyoma,aedes"]).brokers, ["vyoma", "aedes"]);
+  assert.throws(() => parseOptions(["--brokers", "vyoma,hivemq"]), UsageError);
+  assert.throws(() => parseOptions(["--brokers", ","]), UsageError);
+});
+
+Deno.test("bench options: bad input is a UsageError, not a crash", () => {
+  assert.throws(() => parseOptions(["--pub-time", "0"]), UsageError);
+  assert.throws(() => parseOptions(["--pub-time", "soon"]), UsageError);
+  assert.throws(() => parseOptions(["--fast"]), UsageError);
+  assert.throws(() => parseOptions(["extra"]), UsageError);
+  assert.equal(parseOptions(["--generator", "/bin/mqttload"]).generator, "/bin/mqttload");
+  assert.equal(parseOptions(["--help"]).help, true);
+});
+
+// ---- scenarios ----
+
+Deno.test("scenarios: the full matrix, every name once", () => {
+  const names = allScenarios(FULL_PUB_TIME).map((s) => s.name);
+  assert.equal(new Set(names).size, names.length);
+  // 3 patterns x 2 client counts x 2 QoS x 2 sizes, 2 latency runs, 2 connection runs.
+  assert.equal(names.length, 28);
+  for (
+    const n of ["fanin-8-q0-16B", "fanout-100-q1-1KiB", "pairwise-8-q1-16B", "latency-q0", "conns-10000"]
+  ) {
+    assert.ok(names.includes(n), n);
+  }
+});
+
+Deno.test("scenarios: every run is bounded in count and time", () => {
+  for (const s of allScenarios(FULL_PUB_TIME)) {
+    assert.equal(argValue(s, "--duration-max"), String(s.durationMax), s.name);
+    if (s.kind !== "conns") {
+      assert.ok(Number(argValue(s, "--count")) > 0, s.name);
+      assert.ok(Number(argValue(s, "--pub-time")) > 0, s.name);
+    }
+  }
+  const fanout = scenario("fanout-100-q1-1KiB");
+  assert.equal(argValue(fanout, "--subs"), "100");
+  assert.equal(argValue(fanout, "--window"), "500");
+  assert.equal(argValue(fanout, "--size"), "1024");
+  assert.equal(argValue(fanout, "--pub-time"), "5");
+  assert.equal(fanout.durationMax, 20);
+  const fanin = scenario("fanin-8-q0-16B");
+  assert.equal(argValue(fanin, "--pubs"), "8");
+  assert.equal(argValue(fanin, "--window"), "100");
+  const latency = scenario("latency-q1");
+  assert.equal(argValue(latency, "--rate"), "500");
+  assert.equal(argValue(latency, "--pubs"), "8");
+  assert.equal(argValue(latency, "--qos"), "1");
+  const idle = scenario("conns-10000");
+  assert.equal(idle.fresh, true);
+  assert.equal(argValue(idle, "--hold"), "2");
+  assert.equal(scenario("conns-1000").fresh, false);
+});
+
+Deno.test("scenarios: --pub-time reaches throughput runs, not the fixed-rate latency runs", () => {
+  const quick = allScenarios(2);
+  assert.equal(argValue(quick.find((s) => s.name === "pairwise-8-q0-16B")!, "--pub-time"), "2");
+  assert.equal(quick.find((s) => s.name === "pairwise-8-q0-16B")!.durationMax, 17);
+  assert.equal(argValue(quick.find((s) => s.name === "latency-q0")!, "--pub-time"), "5");
+});
+
+Deno.test("scenarios: --only takes names and prefixes at a dash, in table order", () => {
+  const all = allScenarios(FULL_PUB_TIME);
+  const names = (only: string[]) => selectScenarios(all, only).map((s) => s.name);
+  assert.equal(names(["fanin"]).length, 8);
+  assert.deepEqual(names(["latency", "fanout-100-q1"]), [
+    "fanout-100-q1-16B",
+    "fanout-100-q1-1KiB",
+    "latency-q0",
+    "latency-q1",
+  ]);
+  assert.deepEqual(names(["conns-1000"]), ["conns-1000"]);
+  assert.deepEqual(names(["conns"]), ["conns-1000", "conns-10000"]);
+  assert.throws(() => selectScenarios(all, ["fan"]), UsageError);
+  assert.throws(() => selectScenarios(all, ["latency", "typo"]), /typo/);
+});
+
+Deno.test("scenarios: --quick runs the short list unless --only says otherwise", () => {
+  assert.deepEqual(scenariosFor(parseOptions(["--quick"])).map((s) => s.name), [...QUICK_NAMES]);
+  const picked = scenariosFor(parseOptions(["--quick", "--only", "conns-10000"]));
+  assert.deepEqual(picked.map((s) => s.name), ["conns-10000"]);
+  assert.equal(scenariosFor(parseOptions([])).length, 28);
+});
+
+// ---- generator and peer helpers ----
+
+Deno.test("generator: the last JSON object line is the result", () => {
+  assert.deepEqual(parseJsonLine('noise\n{"a":1}\n{"recv_rate":5}\n'), { recv_rate: 5 });
+  assert.deepEqual(parseJsonLine('{"a":1}\n{"cut off'), { a: 1 });
+  assert.equal(parseJsonLine("no json here"), null);
+  assert.equal(parseJsonLine("[1,2]"), null);
+});
+
+Deno.test("generator: without mqttload anywhere it says so, or falls back to bench/loadgen", async () => {
+  // A repository root under /tmp has no shared/tools/mqttload in its ancestors.
+  const root = await Deno.makeTempDir({ prefix: "vyoma-bench-test-" });
+  const quiet = { warn: () => {}, note: () => {} };
+  try {
+    await assert.rejects(() => findGenerator({ repoRoot: root, ...quiet }), (e: Error) => {
+      assert.ok(e instanceof SetupError);
+      assert.match(e.message, /^no load generator found/);
+      return true;
+    });
+    await assert.rejects(
+      () => findGenerator({ repoRoot: root, envPath: `${root}/missing`, ...quiet }),
+      /MQTTLOAD: .* is not an executable file/,
+    );
+    await Deno.mkdir(`${root}/bench/loadgen`, { recursive: true });
+    await Deno.writeTextFile(`${root}/bench/loadgen/main.ts`, "// stand-in\n");
+    const fallback = await findGenerator({ repoRoot: root, ...quiet });
+    assert.equal(fallback.kind, "vyoma-loadgen");
+    assert.equal(fallback.path, "bench/loadgen/main.ts");
+    assert.match(fallback.version, /^source sha256 [0-9a-f]{12}$/);
+    assert.ok(fallback.argv.includes("--allow-run"));
+    // An explicit binary wins over everything else.
+    const explicit = await findGenerator({ repoRoot: root, explicit: "/bin/sh", ...quiet });
+    assert.equal(explicit.kind, "mqttload");
+    assert.deepEqual(explicit.argv, ["/bin/sh"]);
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("generator and brokers run under a raised descriptor limit, exec'd so the pid is theirs", () => {
+  const args = withFdLimit(["/bin/mqttload", "--port", "1"]);
+  assert.equal(args[0], "-c");
+  assert.match(args[1], /ulimit -n 65536.*exec "\$@"$/);
+  assert.deepEqual(args.slice(2), ["sh", "/bin/mqttload", "--port", "1"]);
+});
+
+Deno.test("peer configs: loopback port, Vyoma's queue bound as Mosquitto's unlimited one", () => {
+  const vyoma = vyomaConfig(41234);
+  assert.match(vyoma, /port: 41234/);
+  assert.match(vyoma, /max_queued_messages: 1000000/);
+  assert.match(vyoma, /max_connections: 20000/);
+  assert.match(vyoma, /level: warn/);
+  const mosquitto = mosquittoConfig(41235);
+  assert.match(mosquitto, /^listener 41235 127\.0\.0\.1$/m);
+  assert.match(mosquitto, /^max_queued_messages 0$/m);
+  assert.match(mosquitto, /^set_tcp_nodelay true$/m);
+});
+
+// ---- figures, ratios, flags, targets ----
+
+Deno.test("report: ratios and their formatting", () => {
+  assert.equal(ratio(300, 100), 3);
+  assert.equal(ratio(null, 100), null);
+  assert.equal(ratio(100, null), null);
+  assert.equal(ratio(100, 0), null);
+  assert.equal(formatRatio(null), "-");
+  assert.equal(formatRatio(0.4567), "0.46x");
+  assert.equal(formatRatio(12.34), "12.3x");
+  assert.equal(formatRatio(250.4), "250x");
+  assert.equal(compact(1000), "1k");
+  assert.equal(compact(2_500_000), "2.5M");
+  assert.equal(compact(250), "250");
+  assert.deepEqual(linearTicks(3951), [0, 1000, 2000, 3000, 4000]);
+  assert.deepEqual(linearTicks(15209), [0, 5000, 10000, 15000, 20000]);
+  assert.deepEqual(linearTicks(20903), [0, 10000, 20000, 30000]);
+  assert.deepEqual(linearTicks(1000), [0, 500, 1000]);
+});
+
+Deno.test("report: the figure of each kind of scenario", () => {
+  assert.equal(
+    figureText(scenario("fanin-8-q0-16B"), run("vyoma", "fanin-8-q0-16B", { recv_rate: 123456.7 })),
+    "123,457",
+  );
+  const lat = run("vyoma", "latency-q0", { p50_us: 37.2, p99_us: 65.8 });
+  assert.equal(figureText(scenario("latency-q0"), lat), "37 / 66");
+  assert.equal(primaryValue(scenario("latency-q0"), lat), 65.8);
+  const idle = run("vyoma", "conns-10000", {
+    connected: 10000,
+    requested: 10000,
+    broker_rss_per_conn_b: 712,
+  });
+  assert.equal(figureText(scenario("conns-10000"), idle), "10,000 / 712 B");
+  assert.equal(primaryValue(scenario("conns-10000"), idle), 712);
+  assert.equal(
+    figureText(scenario("conns-1000"), run("vyoma", "conns-1000", { connect_rate: 25000 })),
+    "25,000",
+  );
+  assert.equal(figureText(scenario("fanin-8-q0-16B"), run("vyoma", "fanin-8-q0-16B", null, 2)), "failed");
+  assert.equal(figureText(scenario("fanin-8-q0-16B"), undefined), "-");
+});
+
+Deno.test("report: flags say when a run did not measure the broker", () => {
+  const q1 = scenario("fanin-8-q1-16B");
+  const codes = (r: RunRecord, s = q1) => runFlags(s, r).map((f) => f.code);
+  assert.deepEqual(codes(run("vyoma", q1.name, throughputResult(1000))), []);
+  assert.deepEqual(codes(run("vyoma", q1.name, throughputResult(1000, { gen_cpu_s: 2, broker_cpu_s: 2 }))), [
+    "GEN",
+  ]);
+  assert.deepEqual(codes(run("vyoma", q1.name, throughputResult(1000, { lost: 3, error: "lost 3" }), 3)), [
+    "ERR",
+    "LOSS",
+  ]);
+  assert.deepEqual(codes(run("vyoma", q1.name, throughputResult(1000, { dups: 1 }))), ["LOSS"]);
+  // QoS 0 may drop by rule; a fixed-rate latency run is not a CPU contest.
+  const q0 = scenario("fanin-8-q0-16B");
+  assert.deepEqual(codes(run("vyoma", q0.name, throughputResult(1000, { lost: 3 })), q0), []);
+  const lat = scenario("latency-q0");
+  assert.deepEqual(codes(run("vyoma", lat.name, throughputResult(1000, { gen_cpu_s: 9 })), lat), []);
+  const err = runFlags(q1, run("vyoma", q1.name, throughputResult(1000, { error: "connect refused" }), 2));
+  assert.deepEqual(err, [{ code: "ERR", detail: "exit 2: connect refused" }]);
+  const dead: RunRecord = { ...run("vyoma", q1.name, null), exitCode: null, error: "broker did not start" };
+  assert.deepEqual(runFlags(q1, dead).map((f) => f.code), ["ERR"]);
+});
+
+Deno.test("report: targets compare with the faster peer, latency with Mosquitto", () => {
+  const s = scenario("fanin-8-q0-16B");
+  const runs = new Map(
+    [
+      ["vyoma", run("vyoma", s.name, throughputResult(300))],
+      ["mosquitto", run("mosquitto", s.name, throughputResult(100))],
+      ["aedes", run("aedes", s.name, throughputResult(150))],
+    ] as const,
+  );
+  const t = targetFor(s, runs);
+  assert.equal(t.value, "2.00x");
+  assert.equal(t.met, false); // needs 2.5x of aedes' 150
+  assert.equal(targetFor(scenario("fanin-8-q1-16B"), runs).met, true); // QoS 1 needs 2x
+  assert.equal(targetFor(s, new Map([["vyoma", runs.get("vyoma")!]])).met, null);
+
+  const lat = scenario("latency-q1");
+  const latRuns = (mine: number) =>
+    new Map(
+      [
+        ["vyoma", run("vyoma", lat.name, { p50_us: 10, p99_us: mine })],
+        ["mosquitto", run("mosquitto", lat.name, { p50_us: 10, p99_us: 100 })],
+      ] as const,
+    );
+  assert.equal(targetFor(lat, latRuns(150)).met, true);
+  assert.equal(targetFor(lat, latRuns(151)).met, false);
+
+  const idle = scenario("conns-10000");
+  const idleRun = (connected: number, perConn: number) =>
+    new Map<BrokerName, RunRecord>([[
+      "vyoma",
+      run("vyoma", idle.name, { connected, requested: 10000, broker_rss_per_conn_b: perConn }),
+    ]]);
+  assert.equal(targetFor(idle, idleRun(10000, 6144)).met, true);
+  assert.equal(targetFor(idle, idleRun(10000, 6200)).met, false);
+  assert.equal(targetFor(idle, idleRun(9999, 100)).met, false);
+  const rate = scenario("conns-1000");
+  assert.equal(
+    targetFor(rate, new Map([["vyoma", run("vyoma", rate.name, { connect_rate: 12000 })]])).met,
+    true,
+  );
+});
+
+// ---- table, JSON and SVG ----
+
+function fakeReport(): Report {
+  const scenarios = allScenarios(FULL_PUB_TIME);
+  const runs: RunRecord[] = [];
+  for (const s of scenarios) {
+    for (const [broker, factor] of [["vyoma", 3], ["mosquitto", 1], ["aedes", 0.8]] as const) {
+      if (s.kind === "throughput") {
+        runs.push(run(broker, s.name, throughputResult(50_000 * factor * s.clients)));
+      }
+      if (s.kind === "latency") runs.push(run(broker, s.name, { p50_us: 40 / factor, p99_us: 90 / factor }));
+      if (s.kind === "conns") {
+        runs.push(run(broker, s.name, {
+          connected: s.clients,
+          requested: s.clients,
+          connect_rate: 9000 * factor,
+          broker_rss_per_conn_b: 2000 / factor,
+        }));
+      }
+    }
+  }
+  // One broken peer run, with characters that must be escaped in XML.
+  runs[runs.length - 1] = run("aedes", "conns-10000", { error: `refused <&> "x"` }, 3);
+  return {
+    started: "2026-11-25T00:00:00Z",
+    finished: "2026-11-25T00:12:00Z",
+    wallS: 720,
+    argv: [],
+    mode: "full",
+    pubTime: FULL_PUB_TIME,
+    machine: {
+      nproc: 2,
+      cpuModel: "Test <CPU> & co",
+      kernel: "6.1",
+      os: "linux",
+      memTotalMb: 4096,
+      loadavg: [1, 2, 3],
+    },
+    generator: { kind: "mqttload", path: "/x/mqttload", version: "source sha256 abc" },
+    brokers: [
+      { name: "vyoma", version: "vyoma 0.1.0", runtime: "deno 2.9.6", skipped: null, config: "", starts: [] },
+      {
+        name: "mosquitto",
+        version: "mosquitto version 2.0.11",
+        runtime: null,
+        skipped: null,
+        config: "",
+        starts: [],
+      },
+      { name: "aedes", version: "aedes 1.2.0", runtime: "node v20", skipped: null, config: "", starts: [] },
+    ],
+    scenarios,
+    runs,
+  };
+}
+
+Deno.test("table: one row per scenario with figures, both ratios, target and flags", () => {
+  const report = fakeReport();
+  const lines = renderTable(report).split("\n");
+  const head = lines.find((l) => l.startsWith("scenario"))!;
+  for (const col of ["vyoma", "mosquitto", "aedes", "vyoma/mosquitto", "vyoma/aedes", "target", "flags"]) {
+    assert.ok(head.includes(col), col);
+  }
+  for (const s of report.scenarios) assert.ok(lines.some((l) => l.startsWith(`${s.name} `)), s.name);
+  const fanin = lines.find((l) => l.startsWith("fanin-8-q0-16B "))!;
+  assert.match(fanin, /1,200,000\s+400,000\s+320,000\s+3\.00x\s+3\.75x\s+>=2\.5x: 3\.00x ok/);
+  const latency = lines.find((l) => l.startsWith("latency-q1 "))!;
+  assert.match(latency, /13 \/ 30\s+40 \/ 90\s+50 \/ 113\s+0\.33x\s+0\.27x/);
+  const idle = lines.find((l) => l.startsWith("conns-10000 "))!;
+  assert.match(idle, /aedes:ERR\(exit 3: refused/);
+  assert.ok(lines.some((l) => l.startsWith("# generator: mqttload /x/mqttload")));
+  assert.ok(lines.some((l) => l.includes("lower") || l.includes("below 1 is better")));
+  assert.match(summaryLine(report), /^targets met: \d+ of 28; QoS 1 loss: none; Vyoma runs clean: 28 of 28$/);
+});
+
+Deno.test("table: a skipped peer loses its columns and says why in the header", () => {
+  const report = fakeReport();
+  report.brokers[2] = { ...report.brokers[2], skipped: "node and npm not found" };
+  report.runs = report.runs.filter((r) => r.broker !== "aedes");
+  const text = renderTable(report);
+  assert.ok(!text.includes("vyoma/aedes"));
+  assert.match(text, /aedes: skipped, node and npm not found/);
+});
+
+Deno.test("results JSON carries every raw run, its flags and the targets", () => {
+  const report = fakeReport();
+  const json = JSON.parse(JSON.stringify(resultsJson(report)));
+  assert.equal(json.runs.length, report.runs.length);
+  assert.equal(json.generator.kind, "mqttload");
+  assert.equal(json.targets.length, 28);
+  const bad = json.runs.find((r: { broker: string; scenario: string }) =>
+    r.broker === "aedes" && r.scenario === "conns-10000"
+  );
+  assert.equal(bad.flags[0].code, "ERR");
+  assert.equal(fileStamp(new Date("2026-11-25T01:02:03.456Z")), "2026-11-25T01-02-03Z");
+});
+
+/** A small XML well-formedness check: balanced tags, quoted attributes, no bare `&` or `<` in text. */
+function assertWellFormedXml(xml: string): void {
+  const body = xml.replace(/^<\?xml[^?]*\?>\s*/, "");
+  const stack: string[] = [];
+  const tag = /<(\/?)([A-Za-z][\w:-]*)((?:\s+[\w:-]+="[^"<]*")*)\s*(\/?)>/y;
+  let i = 0;
+  let roots = 0;
+  while (i < body.length) {
+    const lt = body.indexOf("<", i);
+    const text = body.slice(i, lt < 0 ? body.length : lt);
+    assert.ok(!/&(?!(amp|lt|gt|quot|apos|#\d+);)/.test(text), `bare & in text near ${text.slice(0, 40)}`);
+    if (lt < 0) {
+      assert.equal(text.trim(), "", "text after the root element");
+      break;
+    }
+    if (stack.length === 0) assert.equal(text.trim(), "", "text outside the root element");
+    tag.lastIndex = lt;
+    const m = tag.exec(body);
+    assert.ok(m, `malformed tag at ${body.slice(lt, lt + 60)}`);
+    const [, close, name, attrs, selfClose] = m;
+    assert.ok(!/&(?!(amp|lt|gt|quot|apos|#\d+);)/.test(attrs), `bare & in attributes of <${name}>`);
+    if (close) {
+      assert.equal(stack.pop(), name, `</${name}> closes the wrong element`);
+    } else if (!selfClose) {
+      if (stack.length === 0) roots++;
+      stack.push(name);
+    } else if (stack.length === 0) {
+      roots++;
+    }
+    i = tag.lastIndex;
+  }
+  assert.deepEqual(stack, [], "unclosed elements");
+  assert.equal(roots, 1, "exactly one root element");
+}
+
+Deno.test("svg: well-formed, 1000 px wide, every scenario and broker in it", () => {
+  const report = fakeReport();
+  const svg = renderSvg(report);
+  assertWellFormedXml(svg);
+  assert.match(svg, /<svg xmlns="http:\/\/www\.w3\.org\/2000\/svg" width="1000" height="\d+"/);
+  for (const s of report.scenarios) assert.ok(svg.includes(`>${s.name}</text>`), s.name);
+  for (const b of BROKERS) assert.ok(svg.includes(`>${b}</text>`), b);
+  assert.ok(svg.includes("Test &lt;CPU&gt; &amp; co"));
+  assert.ok(svg.includes("[ERR]"));
+});
+
+Deno.test("svg: stays well-formed with missing results and a single broker", () => {
+  const report = fakeReport();
+  report.brokers = [report.brokers[0]];
+  report.runs = report.runs.filter((r) => r.broker === "vyoma").map((r) => ({
+    ...r,
+    result: null,
+    exitCode: 2,
+  }));
+  const svg = renderSvg(report);
+  assertWellFormedXml(svg);
+  assert.ok(svg.includes("no result"));
+  assert.equal(escapeXml(`a<b>&"c'`), "a&lt;b&gt;&amp;&quot;c&apos;");
+});
+
+Deno.test("the well-formedness check itself rejects broken XML", () => {
+  assert.throws(() => assertWellFormedXml("<svg><g></svg>"));
+  assert.throws(() => assertWellFormedXml("<svg><text>a & b</text></svg>"));
+  assert.throws(() => assertWellFormedXml("<svg><rect x=1/></svg>"));
+  assert.throws(() => assertWellFormedXml("<svg/><svg/>"));
+  assertWellFormedXml('<?xml version="1.0"?>\n<svg a="1"><g><text>x &amp; y</text></g><rect/></svg>\n');
+});
