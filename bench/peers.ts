@@ -76,10 +76,16 @@ async function prepareVyoma(ctx: PeerContext): Promise<Preparation> {
     version?: string;
     tasks: { start: string };
   };
-  // Exactly what `deno task start` runs (its permissions and V8 flags), with this deno binary. Not the task
-  // itself: `deno task` would put a process between the bench and the broker, and --broker-pid needs the
-  // broker. The config sits in bench/.cache, inside the directory the task may read.
-  const [deno, ...startArgs] = denoJson.tasks.start.split(/\s+/);
+  // Exactly what `deno task start` runs (its environment, permissions and V8 flags), with this deno binary.
+  // Not the task itself: `deno task` would put a process between the bench and the broker, and --broker-pid
+  // needs the broker. The config sits in bench/.cache, inside the directory the task may read.
+  const words = denoJson.tasks.start.split(/\s+/);
+  const env: Record<string, string> = { NO_COLOR: "1" };
+  while (/^[A-Z_]+=/.test(words[0])) {
+    const [name, value] = words.shift()!.split("=");
+    env[name] = value;
+  }
+  const [deno, ...startArgs] = words;
   if (deno !== "deno") {
     return { ok: false, reason: `unexpected start task in deno.json: ${denoJson.tasks.start}` };
   }
@@ -96,7 +102,7 @@ async function prepareVyoma(ctx: PeerContext): Promise<Preparation> {
         return {
           argv: [Deno.execPath(), ...startArgs, "--config", relative(ctx.repoRoot, file)],
           cwd: ctx.repoRoot,
-          env: { NO_COLOR: "1" },
+          env,
         };
       },
     },

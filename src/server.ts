@@ -21,6 +21,9 @@ export interface Server {
   stop(): Promise<void>;
 }
 
+/** How often connection deadlines are checked. */
+const SILENCE_SWEEP_MS = 250;
+
 /** A listener could not be opened; `message` is the one line to show. */
 export class StartError extends Error {}
 
@@ -67,6 +70,13 @@ export async function startServer(config: Config, log: Logger): Promise<Server> 
     throw error;
   }
 
+  // One timer checks every connection's deadlines (connect timeout, keep-alive), instead of a timer per
+  // connection: a quarter second of lateness, for less memory and less work per connection.
+  const sweep = setInterval(() => {
+    const now = performance.now();
+    for (const client of clients) client.checkSilence(now);
+  }, SILENCE_SWEEP_MS);
+
   let stopping: Promise<void> | undefined;
   return {
     broker,
@@ -75,6 +85,7 @@ export async function startServer(config: Config, log: Logger): Promise<Server> 
     stop() {
       return stopping ??= (async () => {
         await Promise.all(listeners.map((l) => l.close()));
+        clearInterval(sweep);
         for (const client of [...clients]) client.shutdown();
         await Promise.all(listeners.map((l) => l.drained()));
         broker.stop();

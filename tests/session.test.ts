@@ -58,7 +58,7 @@ Deno.test("[MQTT-3.1.2-5] QoS 1 and 2 messages published while offline are deliv
   }
   const sent: [string, QoS][] = [["m1", 1], ["m2", 2], ["m3", 1], ["m4", 2], ["m5", 2]];
   for (const [payload, qos] of sent) await pub.publishAcked("q/t", payload, { qos });
-  assert.equal(broker.server.broker.sessions.get("away")?.queue.length, sent.length);
+  assert.equal(broker.server.broker.sessions.get("away")?.queued, sent.length);
 
   await using sub = await reconnect(broker, "away");
   assert.equal(sub.sessionPresent, true);

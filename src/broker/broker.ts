@@ -102,16 +102,14 @@ export class Broker {
     clearTimeout(session.expiry);
     session.expiry = undefined;
     for (const filter of session.subscriptions.keys()) this.#router.remove(filter, session);
-    session.subscriptions.clear();
-    session.inflight.clear();
-    session.queue.clear();
+    session.clear();
     if (this.sessions.get(session.clientId) === session) this.sessions.delete(session.clientId);
   }
 
   /** Adds or replaces a subscription; the caller sends SUBACK, then `sendRetained`. */
   subscribe(session: Session, filter: string, qos: QoS): void {
     const subscription: Subscription = { qos };
-    session.subscriptions.set(filter, subscription);
+    session.setSubscription(filter, subscription);
     this.#router.add(filter, session, subscription);
   }
 
@@ -123,7 +121,7 @@ export class Broker {
   }
 
   unsubscribe(session: Session, filter: string): void {
-    if (session.subscriptions.delete(filter)) this.#router.remove(filter, session);
+    if (session.deleteSubscription(filter)) this.#router.remove(filter, session);
   }
 
   /**

@@ -6,9 +6,9 @@
 import { authenticate } from "../auth/authenticate.ts";
 import {
   type ConnectPacket,
+  decodePacket,
   encode,
   type Packet,
-  PacketDecoder,
   peekProtocol,
   type ProtocolVersion,
   type QoS,
@@ -17,7 +17,7 @@ import {
 } from "../protocol/codec.ts";
 import { encodeAck, PINGRESP, type PublishPacket } from "../protocol/hot.ts";
 import { CONNACK_REASON, ConnackCode } from "../protocol/codes.ts";
-import { FrameReader } from "../protocol/frame.ts";
+import { FrameReader, type FrameSink } from "../protocol/frame.ts";
 import { isValidTopicFilter, isValidTopicName } from "../protocol/topic.ts";
 import { quote } from "../observe/log.ts";
 import type { Connection, ConnectionHandler } from "../transport/connection.ts";
@@ -31,20 +31,20 @@ const MQTT31_MAX_CLIENT_ID = 23;
 
 type State = "connecting" | "connected" | "closed";
 
-export class Client implements ConnectionHandler, Outlet {
+export class Client implements ConnectionHandler, FrameSink, Outlet {
   readonly #broker: Broker;
   readonly #conn: Connection;
   readonly #frames: FrameReader;
-  readonly #decoder = new PacketDecoder();
   readonly #onClose: (client: Client) => void;
   #state: State = "connecting";
   #version: ProtocolVersion = 4;
   #clientId = "";
   #session: Session | null = null;
   #will: Message | null = null;
-  #keepAliveMs = 0;
+  /** 1.5 x the keep-alive in ms [MQTT-3.1.2-24]; before CONNECT, the connect timeout; 0 for none. */
+  #silenceLimit: number;
+  /** Monotonic time of the last bytes received, so a wall-clock step cannot disconnect everyone at once. */
   #lastActivity = performance.now();
-  #timer: ReturnType<typeof setTimeout> | undefined;
 
   /** `onClose` runs once when the connection is over, whoever ended it. */
   constructor(broker: Broker, conn: Connection, onClose: (client: Client) => void) {
@@ -52,8 +52,7 @@ export class Client implements ConnectionHandler, Outlet {
     this.#conn = conn;
     this.#onClose = onClose;
     this.#frames = new FrameReader(broker.config.limits.max_packet_size);
-    const seconds = broker.config.mqtt.connect_timeout;
-    this.#timer = setTimeout(() => this.#protocolError(`no CONNECT within ${seconds}s`), seconds * 1000);
+    this.#silenceLimit = broker.config.mqtt.connect_timeout * 1000;
   }
 
   // --- ConnectionHandler -------------------------------------------------------------------------------
@@ -66,7 +65,7 @@ export class Client implements ConnectionHandler, Outlet {
       return this.#protocolError("first packet is not CONNECT [MQTT-3.1.0-1]");
     }
     this.#lastActivity = performance.now();
-    const error = this.#frames.push(chunk, this.#onFrame);
+    const error = this.#frames.push(chunk, this);
     if (error) this.#protocolError(error.message);
   }
 
@@ -100,16 +99,17 @@ export class Client implements ConnectionHandler, Outlet {
 
   // --- Packets -------------------------------------------------------------------------------------------
 
-  readonly #onFrame = (frame: Uint8Array): boolean => {
+  /** FrameSink: one whole packet from the FrameReader; false once the connection is closed. */
+  frame(frame: Uint8Array): boolean {
     if (this.#state === "connecting") {
       this.#connect(frame);
     } else {
-      const packet = this.#decoder.decode(frame);
+      const packet = decodePacket(frame, this.#version);
       if ("kind" in packet) this.#protocolError(`malformed packet: ${packet.message}`);
       else this.#handle(packet);
     }
     return this.#state !== "closed";
-  };
+  }
 
   #handle(packet: Packet): void {
     switch (packet.cmd) {
@@ -120,7 +120,7 @@ export class Client implements ConnectionHandler, Outlet {
       case "pubrec":
         return this.#broker.delivery.received(this.#session!, packet.messageId);
       case "pubrel":
-        this.#session!.inboundQos2.delete(packet.messageId);
+        this.#session!.releaseInboundQos2(packet.messageId);
         return this.write(encodeAck("pubcomp", packet.messageId));
       case "pubcomp":
         return this.#broker.delivery.completed(this.#session!, packet.messageId);
@@ -154,7 +154,7 @@ export class Client implements ConnectionHandler, Outlet {
         `protocol level ${level} is not supported`,
       );
     }
-    const packet = this.#decoder.decode(frame);
+    const packet = decodePacket(frame, this.#version);
     if ("kind" in packet) return this.#protocolError(`malformed packet: ${packet.message}`);
     const connect = packet as ConnectPacket;
     this.#version = level as ProtocolVersion;
@@ -192,10 +192,7 @@ export class Client implements ConnectionHandler, Outlet {
     // MQTT 3.1 has no session-present flag: that CONNACK byte is reserved and must stay 0.
     const sessionPresent = this.#version === 4 && opened.present;
     this.write(encode({ cmd: "connack", returnCode: 0, sessionPresent }, this.#version));
-    this.#keepAliveMs = (connect.keepalive ?? 0) * 1000;
-    clearTimeout(this.#timer);
-    this.#timer = undefined;
-    if (this.#keepAliveMs > 0) this.#armKeepAlive(this.#keepAliveMs * 1.5);
+    this.#silenceLimit = (connect.keepalive ?? 0) * 1500;
     this.#broker.log.info(
       `client ${quote(this.#clientId)} connected from ${this.#peer()} (${PROTOCOL_NAMES[this.#version]}, ` +
         `${clean ? "clean session" : opened.present ? "resumed session" : "new persistent session"}, ` +
@@ -212,9 +209,9 @@ export class Client implements ConnectionHandler, Outlet {
     this.#broker.metrics.messagesReceived++;
     if (qos === 2) {
       // Method B: deliver on first receipt; a re-sent PUBLISH with a pending id is not delivered again.
-      const pending = this.#session!.inboundQos2;
-      if (!pending.has(messageId!)) {
-        pending.add(messageId!);
+      const session = this.#session!;
+      if (!session.hasInboundQos2(messageId!)) {
+        session.addInboundQos2(messageId!);
         this.#route(toMessage(packet));
       }
       return this.write(encodeAck("pubrec", messageId!));
@@ -265,16 +262,19 @@ export class Client implements ConnectionHandler, Outlet {
   // --- Keep-alive and closing ------------------------------------------------------------------------------
 
   /**
-   * The server closes a client silent for 1.5 x its keep-alive [MQTT-3.1.2-24]. Monotonic time, so a
-   * wall-clock step cannot disconnect everyone at once.
+   * Called by the server's sweep a few times a second (one timer for all connections, rather than one each):
+   * closes a connection that has not sent CONNECT in time, or a client silent for 1.5 x its keep-alive
+   * [MQTT-3.1.2-24].
    */
-  #armKeepAlive(delay: number): void {
-    this.#timer = setTimeout(() => {
-      const limit = this.#keepAliveMs * 1.5;
-      const idle = performance.now() - this.#lastActivity;
-      if (idle < limit) return this.#armKeepAlive(limit - idle);
-      this.#protocolError(`keep-alive timeout (no packet for ${Math.round(idle / 1000)}s)`);
-    }, delay);
+  checkSilence(now: number): void {
+    if (this.#silenceLimit === 0 || now - this.#lastActivity < this.#silenceLimit) return;
+    if (this.#state === "connecting") {
+      this.#protocolError(`no CONNECT within ${this.#broker.config.mqtt.connect_timeout}s`);
+    } else {
+      this.#protocolError(
+        `keep-alive timeout (no packet for ${Math.round((now - this.#lastActivity) / 1000)}s)`,
+      );
+    }
   }
 
   /** Refuses a CONNECT: CONNACK with a non-zero return code, then close [MQTT-3.2.2-5]. */
@@ -297,7 +297,6 @@ export class Client implements ConnectionHandler, Outlet {
     if (this.#state === "closed") return;
     const wasConnected = this.#state === "connected";
     this.#state = "closed";
-    clearTimeout(this.#timer);
     this.#conn.close();
     if (wasConnected) {
       const session = this.#session!;

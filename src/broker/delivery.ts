@@ -40,10 +40,10 @@ export class Delivery {
     }
     const outbound: Outbound = { message, qos, retain, packetId: 0, released: false };
     // Anything already queued goes first, to keep per-topic order [MQTT-4.6.0-6].
-    if (outlet && session.queue.length === 0 && session.inflight.size < this.#limits.maxInflight) {
+    if (outlet && session.queued === 0 && session.inflight.size < this.#limits.maxInflight) {
       this.#send(session, outlet, outbound);
-    } else if (session.queue.length < this.#limits.maxQueued) {
-      session.queue.push(outbound);
+    } else if (session.queued < this.#limits.maxQueued) {
+      session.enqueue(outbound);
     } else {
       this.#metrics.droppedQueueFull++;
     }
@@ -53,7 +53,7 @@ export class Delivery {
   acknowledged(session: Session, packetId: number): void {
     const outbound = session.inflight.get(packetId);
     if (outbound?.qos !== 1) return;
-    session.inflight.delete(packetId);
+    session.removeInflight(packetId);
     this.#pump(session);
   }
 
@@ -69,7 +69,7 @@ export class Delivery {
   completed(session: Session, packetId: number): void {
     const outbound = session.inflight.get(packetId);
     if (!outbound?.released) return;
-    session.inflight.delete(packetId);
+    session.removeInflight(packetId);
     this.#pump(session);
   }
 
@@ -94,15 +94,14 @@ export class Delivery {
     const outlet = session.outlet;
     if (!outlet) return;
     while (session.inflight.size < this.#limits.maxInflight) {
-      const next = session.queue.shift();
+      const next = session.dequeue();
       if (!next) return;
       this.#send(session, outlet, next);
     }
   }
 
   #send(session: Session, outlet: Outlet, outbound: Outbound): void {
-    outbound.packetId = session.nextPacketId();
-    session.inflight.set(outbound.packetId, outbound);
+    session.addInflight(outbound);
     outlet.write(withPacketId(wireForm(outbound.message, outbound.qos, outbound.retain), outbound.packetId));
     this.#metrics.messagesSent++;
   }

@@ -30,14 +30,12 @@ export class Session {
   readonly clientId: string;
   /** Clean session 0: kept after disconnect until it expires. */
   persistent: boolean;
-  /** Filter -> subscription (the same objects the router holds). */
-  readonly subscriptions = new Map<string, Subscription>();
-  /** Outbound QoS 1/2 messages sent and not yet completed, by packet id, in send order. */
-  readonly inflight = new Map<number, Outbound>();
-  /** Outbound QoS 1/2 messages waiting for room in the inflight window. */
-  readonly queue = new Fifo<Outbound>();
-  /** Inbound QoS 2 packet ids delivered onward and waiting for PUBREL (method B, MQTT 3.1.1 4.3.3). */
-  readonly inboundQos2 = new Set<number>();
+  // The tables below are made on first use: most connections never need one, and ten thousand idle clients
+  // each carrying four empty tables cost about 0.5 KB apiece.
+  #subscriptions: Map<string, Subscription> | undefined;
+  #inflight: Map<number, Outbound> | undefined;
+  #queue: Fifo<Outbound> | undefined;
+  #inboundQos2: Set<number> | undefined;
   outlet: Outlet | null = null;
   /** Pending expiry of an offline persistent session. */
   expiry: ReturnType<typeof setTimeout> | undefined;
@@ -51,14 +49,77 @@ export class Session {
     this.persistent = persistent;
   }
 
-  /** The next packet id not in flight (1..65535); callers keep the inflight window below 65535. */
-  nextPacketId(): number {
+  /** Filter -> subscription (the same objects the router holds). */
+  get subscriptions(): ReadonlyMap<string, Subscription> {
+    return this.#subscriptions ?? NO_SUBSCRIPTIONS;
+  }
+
+  setSubscription(filter: string, subscription: Subscription): void {
+    (this.#subscriptions ??= new Map()).set(filter, subscription);
+  }
+
+  /** True if there was one. */
+  deleteSubscription(filter: string): boolean {
+    return this.#subscriptions?.delete(filter) ?? false;
+  }
+
+  /** Outbound QoS 1/2 messages sent and not yet completed, by packet id, in send order. */
+  get inflight(): ReadonlyMap<number, Outbound> {
+    return this.#inflight ?? NO_OUTBOUND;
+  }
+
+  /** Gives `outbound` the next packet id not in flight (1..65535) and records it as in flight. */
+  addInflight(outbound: Outbound): void {
+    const inflight = this.#inflight ??= new Map();
+    // Callers keep the window below 65535, so a free id exists.
     do {
       this.#lastPacketId = this.#lastPacketId === 0xffff ? 1 : this.#lastPacketId + 1;
-    } while (this.inflight.has(this.#lastPacketId));
-    return this.#lastPacketId;
+    } while (inflight.has(this.#lastPacketId));
+    outbound.packetId = this.#lastPacketId;
+    inflight.set(outbound.packetId, outbound);
+  }
+
+  removeInflight(packetId: number): void {
+    this.#inflight?.delete(packetId);
+  }
+
+  /** Outbound QoS 1/2 messages waiting for room in the inflight window. */
+  get queued(): number {
+    return this.#queue?.length ?? 0;
+  }
+
+  enqueue(outbound: Outbound): void {
+    (this.#queue ??= new Fifo()).push(outbound);
+  }
+
+  dequeue(): Outbound | undefined {
+    return this.#queue?.shift();
+  }
+
+  /** Inbound QoS 2 packet ids delivered onward and waiting for PUBREL (method B, MQTT 3.1.1 4.3.3). */
+  hasInboundQos2(packetId: number): boolean {
+    return this.#inboundQos2?.has(packetId) ?? false;
+  }
+
+  addInboundQos2(packetId: number): void {
+    (this.#inboundQos2 ??= new Set()).add(packetId);
+  }
+
+  releaseInboundQos2(packetId: number): void {
+    this.#inboundQos2?.delete(packetId);
+  }
+
+  /** Drops every subscription and every message in flight or queued, both ways (the session is discarded). */
+  clear(): void {
+    this.#subscriptions = undefined;
+    this.#inflight = undefined;
+    this.#queue = undefined;
+    this.#inboundQos2 = undefined;
   }
 }
+
+const NO_OUTBOUND: ReadonlyMap<number, Outbound> = new Map();
+const NO_SUBSCRIPTIONS: ReadonlyMap<string, Subscription> = new Map();
 
 /** A first-in first-out queue with O(1) shift. */
 export class Fifo<T> {
@@ -83,9 +144,5 @@ export class Fifo<T> {
       this.#head = 0;
     }
     return item;
-  }
-  clear(): void {
-    this.#items = [];
-    this.#head = 0;
   }
 }

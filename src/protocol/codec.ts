@@ -40,32 +40,24 @@ export type ProtocolVersion = 3 | 4 | 5;
 const FIXED_LENGTH_V3 = [-1, -1, -1, -1, 2, 2, 2, 2, -1, -1, -1, 2, 0, 0, 0, -1];
 
 /**
- * One decoder per connection, remembering the protocol level of the CONNECT it saw, which changes how later
- * packets are read. mqtt-packet's parser (an EventEmitter and a BufferList) is made only for the rare
- * packets that need it, so an idle connection does not carry one.
+ * Decodes one whole frame (from FrameReader) sent at protocol level `version` (4 until CONNECT says
+ * otherwise). mqtt-packet's parser, an EventEmitter and a BufferList, is made only for the rare packets that
+ * need it, so an idle connection does not carry one.
  */
-export class PacketDecoder {
-  #version: ProtocolVersion = 4;
-
-  /** Decodes one whole frame (from FrameReader). */
-  decode(frame: Uint8Array): Packet | DecodeError {
-    const type = frame[0] >> 4;
-    if (this.#version !== 5) {
-      const fixed = FIXED_LENGTH_V3[type];
-      if (fixed >= 0 && frame.length - fixedHeaderLength(frame) !== fixed) {
-        return malformed(`${TYPE_NAMES[type]} must have a remaining length of ${fixed}`);
-      }
-      const hot = decodeHot(frame);
-      if (hot) return hot;
+export function decodePacket(frame: Uint8Array, version: ProtocolVersion): Packet | DecodeError {
+  const type = frame[0] >> 4;
+  if (version !== 5) {
+    const fixed = FIXED_LENGTH_V3[type];
+    if (fixed >= 0 && frame.length - fixedHeaderLength(frame) !== fixed) {
+      return malformed(`${TYPE_NAMES[type]} must have a remaining length of ${fixed}`);
     }
-    const buffer = Buffer.from(frame.buffer, frame.byteOffset, frame.byteLength);
-    const packet = parseWithMqttPacket(buffer, this.#version);
-    if (packet instanceof Error) return malformed(packet.message);
-    const problem = checkPacket(packet, buffer);
-    if (problem) return malformed(problem);
-    if (packet.cmd === "connect") this.#version = packet.protocolVersion as ProtocolVersion;
-    return packet as Packet;
+    const hot = decodeHot(frame);
+    if (hot) return hot;
   }
+  const buffer = Buffer.from(frame.buffer, frame.byteOffset, frame.byteLength);
+  const packet = parseWithMqttPacket(buffer, version);
+  if (packet instanceof Error) return malformed(packet.message);
+  return checkPacket(packet, buffer) ?? packet as Packet;
 }
 
 /** One whole frame through a fresh mqtt-packet parser; its events fire synchronously inside `parse`. */
@@ -98,7 +90,12 @@ const TYPE_NAMES = [
 ];
 
 /** Checks mqtt-packet leaves to the receiver; returns the violation, or null. */
-function checkPacket(packet: MP.Packet, frame: Buffer): string | null {
+function checkPacket(packet: MP.Packet, frame: Buffer): DecodeError | null {
+  const problem = violation(packet, frame);
+  return problem ? malformed(problem) : null;
+}
+
+function violation(packet: MP.Packet, frame: Buffer): string | null {
   switch (packet.cmd) {
     case "connect": {
       if (packet.will && (packet.will.qos as number) === 3) return "will QoS must not be 3";

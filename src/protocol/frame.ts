@@ -10,8 +10,10 @@ export type FrameError =
   | { kind: "malformed"; message: string }
   | { kind: "too_large"; message: string; size: number };
 
-/** Called once per complete frame; returning false stops framing (the connection is closing). */
-export type FrameSink = (frame: Uint8Array) => boolean;
+/** Told about each complete frame; returning false stops framing (the connection is closing). */
+export interface FrameSink {
+  frame(frame: Uint8Array): boolean;
+}
 
 /** Longest fixed header: one type byte and four remaining-length bytes. */
 const MAX_HEADER = 5;
@@ -45,7 +47,7 @@ export class FrameReader {
         if (this.#filled < this.#frame.length) return null;
         const frame = this.#frame;
         this.#frame = null;
-        if (!sink(frame)) return null;
+        if (!sink.frame(frame)) return null;
         continue;
       }
       if (this.#headLength === 0) {
@@ -62,7 +64,7 @@ export class FrameReader {
         if (at + header <= chunk.length) {
           const frame = chunk.slice(at, at + header);
           at += header;
-          if (!sink(frame)) return null;
+          if (!sink.frame(frame)) return null;
         } else {
           this.#startFrame(header, chunk.subarray(at));
           at = chunk.length;
@@ -83,7 +85,7 @@ export class FrameReader {
       if (this.#filled === header) {
         const frame = this.#frame!;
         this.#frame = null;
-        if (!sink(frame)) return null;
+        if (!sink.frame(frame)) return null;
       }
     }
     return null;

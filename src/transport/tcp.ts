@@ -20,6 +20,10 @@ export function listenTcp(host: string, port: number, accept: Acceptor, log: Log
   let open = 0;
   let drained: (() => void) | null = null;
   let lastError = "";
+  // One callback per listener, not per connection.
+  const ended = () => {
+    if (--open === 0) drained?.();
+  };
   const server = net.createServer({ noDelay: true }, (socket) => {
     const peer: PeerInfo = {
       transport: "tcp",
@@ -30,9 +34,7 @@ export function listenTcp(host: string, port: number, accept: Acceptor, log: Log
     const handler = accept(connection);
     if (!handler) return void socket.destroy();
     open++;
-    connection.start(handler, () => {
-      if (--open === 0) drained?.();
-    });
+    connection.start(handler, ended);
   });
   // node calls back from close() only once every connection has ended, so close() just stops accepting
   // and drained() waits for that callback.
@@ -127,8 +129,7 @@ class TcpConnection implements Connection {
     socket.on("data", (chunk: Uint8Array) => {
       if (!this.#guard(() => handler.data(chunk))) socket.destroy();
     });
-    // A reset or a write to a closed peer: the close event that follows is what the handler hears.
-    socket.on("error", () => {});
+    socket.on("error", ignore);
     socket.once("close", () => {
       this.#closing = true;
       this.#queue = [];
@@ -152,6 +153,9 @@ class TcpConnection implements Connection {
     }
   }
 }
+
+/** A reset or a write to a closed peer: the close event that follows is what the handler hears. */
+function ignore(): void {}
 
 function concat(chunks: Uint8Array[], length: number): Uint8Array {
   const out = new Uint8Array(length);

@@ -6,7 +6,7 @@ import { FrameReader } from "../../src/protocol/frame.ts";
 function frames(reader: FrameReader, chunks: Uint8Array[]): { out: Uint8Array[]; error: string | null } {
   const out: Uint8Array[] = [];
   for (const chunk of chunks) {
-    const error = reader.push(chunk, (f) => (out.push(f), true));
+    const error = reader.push(chunk, { frame: (f) => (out.push(f), true) });
     if (error) return { out, error: error.kind };
   }
   return { out, error: null };
