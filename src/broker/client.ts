@@ -5,16 +5,14 @@
 
 import { authenticate } from "../auth/authenticate.ts";
 import {
-  type ConnectPacket,
   decodePacket,
-  encode,
   type Packet,
-  peekProtocol,
   type ProtocolVersion,
   type QoS,
   type SubscribePacket,
   type UnsubscribePacket,
 } from "../protocol/codec.ts";
+import { decodeConnect, encodeConnack, encodeSuback, peekProtocol } from "../protocol/connect.ts";
 import { encodeAck, PINGRESP, type PublishPacket } from "../protocol/hot.ts";
 import { CONNACK_REASON, ConnackCode } from "../protocol/codes.ts";
 import { FrameReader, type FrameSink } from "../protocol/frame.ts";
@@ -154,16 +152,15 @@ export class Client implements ConnectionHandler, FrameSink, Outlet {
         `protocol level ${level} is not supported`,
       );
     }
-    const packet = decodePacket(frame, this.#version);
-    if ("kind" in packet) return this.#protocolError(`malformed packet: ${packet.message}`);
-    const connect = packet as ConnectPacket;
-    this.#version = level as ProtocolVersion;
+    const connect = decodeConnect(frame);
+    if ("kind" in connect) return this.#protocolError(`malformed packet: ${connect.message}`);
+    this.#version = connect.protocolVersion;
     this.#clientId = connect.clientId;
 
     if (connect.will && !isValidTopicName(connect.will.topic)) {
       return this.#protocolError(`invalid will topic ${quote(connect.will.topic)}`);
     }
-    const clean = connect.clean !== false;
+    const clean = connect.clean;
     if (
       this.#version === 3 && (connect.clientId.length === 0 || connect.clientId.length > MQTT31_MAX_CLIENT_ID)
     ) {
@@ -185,18 +182,15 @@ export class Client implements ConnectionHandler, FrameSink, Outlet {
     if ("refused" in opened) return this.#refuse(opened.refused, opened.reason);
     this.#session = opened.session;
     this.#state = "connected";
-    if (connect.will) {
-      const { topic, payload, qos = 0, retain = false } = connect.will;
-      this.#will = { topic, payload: toBytes(payload), qos, retain };
-    }
+    if (connect.will) this.#will = { ...connect.will };
     // MQTT 3.1 has no session-present flag: that CONNACK byte is reserved and must stay 0.
     const sessionPresent = this.#version === 4 && opened.present;
-    this.write(encode({ cmd: "connack", returnCode: 0, sessionPresent }, this.#version));
-    this.#silenceLimit = (connect.keepalive ?? 0) * 1500;
+    this.write(encodeConnack(ConnackCode.accepted, sessionPresent));
+    this.#silenceLimit = connect.keepalive * 1500;
     this.#broker.log.info(
       `client ${quote(this.#clientId)} connected from ${this.#peer()} (${PROTOCOL_NAMES[this.#version]}, ` +
         `${clean ? "clean session" : opened.present ? "resumed session" : "new persistent session"}, ` +
-        `keep-alive ${connect.keepalive ?? 0}s${
+        `keep-alive ${connect.keepalive}s${
           connect.username !== undefined ? `, user ${quote(connect.username)}` : ""
         })`,
     );
@@ -242,7 +236,7 @@ export class Client implements ConnectionHandler, FrameSink, Outlet {
     const session = this.#session!;
     const granted = packet.subscriptions.map((s) => Math.min(s.qos, broker.config.mqtt.max_qos) as QoS);
     packet.subscriptions.forEach((s, i) => broker.subscribe(session, s.topic, granted[i]));
-    this.write(encode({ cmd: "suback", messageId: packet.messageId, granted }, this.#version));
+    this.write(encodeSuback(packet.messageId!, granted));
     packet.subscriptions.forEach((s, i) => broker.sendRetained(session, s.topic, granted[i]));
     if (broker.log.debugEnabled) {
       const list = packet.subscriptions.map((s, i) => `${quote(s.topic)} (QoS ${granted[i]})`).join(", ");
@@ -279,7 +273,7 @@ export class Client implements ConnectionHandler, FrameSink, Outlet {
 
   /** Refuses a CONNECT: CONNACK with a non-zero return code, then close [MQTT-3.2.2-5]. */
   #refuse(code: ConnackCode, reason: string): void {
-    this.write(encode({ cmd: "connack", returnCode: code, sessionPresent: false }, this.#version));
+    this.write(encodeConnack(code, false));
     const who = this.#clientId ? `client ${quote(this.#clientId)}` : "connection";
     this.#broker.log.info(`${who} from ${this.#peer()} refused: ${CONNACK_REASON[code]}: ${reason}`);
     this.#close(null, false);
@@ -313,10 +307,6 @@ export class Client implements ConnectionHandler, FrameSink, Outlet {
     const { address, port } = this.#conn.peer;
     return address.includes(":") ? `[${address}]:${port}` : `${address}:${port}`;
   }
-}
-
-function toBytes(payload: Uint8Array | string): Uint8Array {
-  return typeof payload === "string" ? new TextEncoder().encode(payload) : payload;
 }
 
 function toMessage(packet: PublishPacket): Message {

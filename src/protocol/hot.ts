@@ -184,11 +184,12 @@ export function encodeAck(type: keyof typeof ACK_FIRST_BYTE, packetId: number): 
 
 export const PINGRESP: Uint8Array = Uint8Array.of(0xd0, 0x00);
 
-function varIntLength(value: number): number {
+export function varIntLength(value: number): number {
   return value < 128 ? 1 : value < 16384 ? 2 : value < 2097152 ? 3 : 4;
 }
 
-function writeVarInt(out: Uint8Array, at: number, value: number): number {
+/** Writes MQTT's variable byte integer at `at`; returns the index after it. */
+export function writeVarInt(out: Uint8Array, at: number, value: number): number {
   do {
     let byte = value % 128;
     value = Math.floor(value / 128);
