@@ -1,7 +1,7 @@
 /**
  * Subscriptions in a trie by filter level. `+` and `#` are children named "+" and "#": topic names cannot
  * contain them, so they never collide with a literal level. A lookup walks only the branches that can
- * match and allocates nothing but the split of the topic.
+ * match, and allocates nothing for a topic seen recently: its split into levels is cached.
  */
 
 import type { QoS } from "../protocol/codec.ts";
@@ -21,8 +21,15 @@ interface RouteNode {
 
 const newNode = (): RouteNode => ({ children: new Map(), subscribers: new Map() });
 
+/**
+ * How many topics keep their split levels. Brokers see the same topics again and again; a burst of distinct
+ * topics just empties the cache, so it never holds more than this.
+ */
+const LEVELS_CACHE_SIZE = 8192;
+
 export class Router {
   readonly #root = newNode();
+  readonly #levels = new Map<string, string[]>();
 
   /** Adds or replaces `session`'s subscription on `filter`. */
   add(filter: string, session: Session, subscription: Subscription): void {
@@ -54,7 +61,12 @@ export class Router {
 
   /** Visits every subscription matching `topic`; a session with overlapping filters is visited once per filter. */
   match(topic: string, visit: SubscriberVisitor): void {
-    matchLevel(this.#root, topic.split("/"), 0, topic.charCodeAt(0) === 0x24, /* $ */ visit);
+    let levels = this.#levels.get(topic);
+    if (!levels) {
+      if (this.#levels.size >= LEVELS_CACHE_SIZE) this.#levels.clear();
+      this.#levels.set(topic, levels = topic.split("/"));
+    }
+    matchLevel(this.#root, levels, 0, topic.charCodeAt(0) === 0x24, /* $ */ visit);
   }
 }
 
