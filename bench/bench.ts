@@ -3,6 +3,9 @@
  * generator; a table of figures and ratios on stdout, results as JSON and SVG under bench/results/.
  * `deno task bench --help` lists the flags. Exit: 0 when every Vyoma run was clean, 1 when one was not
  * (Vyoma not starting included), 2 on bad usage or a setup failure such as no load generator.
+ *
+ * The `stalled` row needs a client the generator does not have, one that stops reading: the bench opens
+ * it itself (a few hand-written MQTT 3.1.1 packets over Deno.connect) and reads the broker's RSS around it.
  */
 
 import { dirname, join, relative } from "node:path";
@@ -13,13 +16,16 @@ import {
   type BrokerEntry,
   field,
   fileStamp,
+  formatGrowthMb,
   formatInt,
   isClean,
   type MachineInfo,
   renderTable,
   type Report,
+  rssGrowthMb,
   runFlags,
   type RunRecord,
+  servedRate,
   writeResults,
 } from "./report.ts";
 import { HELP, type Options, parseOptions, type Scenario, scenariosFor, UsageError } from "./scenarios.ts";
@@ -31,6 +37,8 @@ const RESULTS_DIR = join(REPO_ROOT, "bench", "results");
 const SETTLE_MS = 1000;
 /** How long past its own --duration-max the generator may run before the bench kills it. */
 const GENERATOR_SLACK_S = 30;
+/** How long the stalled subscriber waits for its CONNACK and SUBACK (an idle broker answers in ms). */
+const HANDSHAKE_TIMEOUT_MS = 5000;
 
 /** One status line on stderr: rewritten in place on a terminal, one line per step otherwise. */
 class Progress {
@@ -244,6 +252,48 @@ async function stopBroker(): Promise<void> {
 }
 
 async function runOne(generator: Generator, broker: RunningBroker, scenario: Scenario): Promise<RunRecord> {
+  return scenario.kind === "stalled"
+    ? await runStalled(generator, broker, scenario)
+    : await runLoad(generator, broker, scenario);
+}
+
+/**
+ * A `stalled` run: a subscriber to `#` that stops reading after its SUBACK, then the scenario's load, with
+ * the broker's RSS read just before and right after the generator (while the stalled socket is still open,
+ * since closing it lets the broker free whatever it held for it). The socket is closed whatever happens.
+ */
+async function runStalled(
+  generator: Generator,
+  broker: RunningBroker,
+  scenario: Scenario,
+): Promise<RunRecord> {
+  // 22 characters: within the 23 every MQTT 3.1.1 server must accept [MQTT-3.1.3-5].
+  const clientId = `bench-stalled-${randomHex(4)}`;
+  let socket: Deno.TcpConn;
+  try {
+    socket = await openStalledSubscriber(broker.port, clientId);
+  } catch (error) {
+    const why = `stalled subscriber: ${error instanceof Error ? error.message : error}`;
+    return {
+      ...notRun(broker.name, scenario, why),
+      stalled: { clientId, rssBeforeKb: null, rssAfterKb: null },
+    };
+  }
+  try {
+    const rssBeforeKb = await readRssKb(broker.pid);
+    const run = await runLoad(generator, broker, scenario);
+    const rssAfterKb = await readRssKb(broker.pid);
+    // Without both readings the row has no figure: say so rather than show "?" on a clean-looking run.
+    const unread = rssBeforeKb === null || rssAfterKb === null
+      ? `could not read VmRSS of broker pid ${broker.pid}`
+      : null;
+    return { ...run, error: run.error ?? unread, stalled: { clientId, rssBeforeKb, rssAfterKb } };
+  } finally {
+    closeQuietly(socket);
+  }
+}
+
+async function runLoad(generator: Generator, broker: RunningBroker, scenario: Scenario): Promise<RunRecord> {
   const args = [
     "--host",
     HOST,
@@ -287,6 +337,13 @@ function outcome(scenario: Scenario, run: RunRecord): string {
     case "throughput":
       figure = `${formatInt(field(run, "recv_rate") ?? 0)} msg/s`;
       break;
+    case "stalled": {
+      const growth = rssGrowthMb(run);
+      figure = `RSS ${growth === null ? "?" : formatGrowthMb(growth)}, ${
+        formatInt(servedRate(run) ?? 0)
+      } msg/s`;
+      break;
+    }
     case "latency":
       figure = `p50 ${formatInt(field(run, "p50_us") ?? 0)} us, p99 ${
         formatInt(field(run, "p99_us") ?? 0)
@@ -299,6 +356,153 @@ function outcome(scenario: Scenario, run: RunRecord): string {
   }
   return `${figure} (${run.wallS} s)${flags.length > 0 ? ` [${flags.join(",")}]` : ""}`;
 }
+
+// ---- the stalled subscriber ----
+
+/**
+ * Connects to the broker as `clientId` (MQTT 3.1.1, clean session, keep-alive 0 so the broker never drops
+ * it for silence), subscribes to `#` at QoS 0, and returns the socket once the SUBACK is in. The caller
+ * never reads from it again, so the broker's writes back up: first in the kernel's socket buffers (a few
+ * MB on loopback), then in the broker.
+ */
+async function openStalledSubscriber(port: number, clientId: string): Promise<Deno.TcpConn> {
+  const conn = await Deno.connect({ hostname: HOST, port });
+  // A broker that never answers must not hang the bench: closing the socket fails the pending read.
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    closeQuietly(conn);
+  }, HANDSHAKE_TIMEOUT_MS);
+  try {
+    const reader = new PacketReader(conn);
+    await writeAll(conn, connectPacket(clientId));
+    const connack = await reader.next(PACKET_CONNACK);
+    if (connack.length < 2 || connack[1] !== 0) throw new Error(`CONNACK refused (code ${connack[1]})`);
+    await writeAll(conn, subscribePacket(SUBSCRIBE_ID, "#"));
+    const suback = await reader.next(PACKET_SUBACK);
+    if (suback.length < 3 || suback[2] !== 0) {
+      throw new Error(`SUBACK did not grant QoS 0 (code 0x${(suback[2] ?? 0).toString(16)})`);
+    }
+    return conn;
+  } catch (error) {
+    closeQuietly(conn);
+    if (timedOut) throw new Error(`no CONNACK and SUBACK within ${HANDSHAKE_TIMEOUT_MS / 1000} s`);
+    throw error;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+const PACKET_CONNACK = 2;
+const PACKET_SUBACK = 9;
+const SUBSCRIBE_ID = 1;
+
+/** MQTT 3.1.1 CONNECT: clean session, keep-alive 0, no will, user name or password. */
+export function connectPacket(clientId: string): Uint8Array {
+  const body = [...mqttString("MQTT"), 4, 0x02, 0, 0, ...mqttString(clientId)];
+  return new Uint8Array([0x10, ...remainingLength(body.length), ...body]);
+}
+
+/** MQTT 3.1.1 SUBSCRIBE to one filter at QoS 0 (fixed-header flags 0b0010 are required). */
+export function subscribePacket(packetId: number, filter: string): Uint8Array {
+  const body = [packetId >> 8, packetId & 0xff, ...mqttString(filter), 0];
+  return new Uint8Array([0x82, ...remainingLength(body.length), ...body]);
+}
+
+function mqttString(text: string): number[] {
+  const bytes = new TextEncoder().encode(text);
+  return [bytes.length >> 8, bytes.length & 0xff, ...bytes];
+}
+
+/** The variable byte integer of the fixed header: seven bits a byte, low first, high bit "more". */
+function remainingLength(n: number): number[] {
+  const out: number[] = [];
+  do {
+    const byte = n % 128;
+    n = Math.floor(n / 128);
+    out.push(n > 0 ? byte | 0x80 : byte);
+  } while (n > 0);
+  return out;
+}
+
+/**
+ * The first whole packet in `bytes`: its type, its body (after the fixed header) and the bytes after it;
+ * null while incomplete. Throws on a remaining length longer than MQTT's four bytes.
+ */
+export function splitPacket(
+  bytes: Uint8Array,
+): { type: number; body: Uint8Array; rest: Uint8Array } | null {
+  let length = 0;
+  for (let i = 1; i <= 4; i++) {
+    if (i >= bytes.length) return null;
+    length += (bytes[i] & 0x7f) * 128 ** (i - 1);
+    if ((bytes[i] & 0x80) === 0) {
+      const end = i + 1 + length;
+      if (bytes.length < end) return null;
+      return { type: bytes[0] >> 4, body: bytes.subarray(i + 1, end), rest: bytes.subarray(end) };
+    }
+  }
+  throw new Error("malformed remaining length");
+}
+
+/** Whole packets from a socket, for the handshake only (afterwards nothing reads it, on purpose). */
+class PacketReader {
+  #pending: Uint8Array = new Uint8Array(0);
+
+  constructor(private readonly conn: Deno.TcpConn) {}
+
+  /** The body of the next packet of `type`; packets of other types before it are skipped. */
+  async next(type: number): Promise<Uint8Array> {
+    for (;;) {
+      const packet = splitPacket(this.#pending);
+      if (packet !== null) {
+        this.#pending = packet.rest;
+        if (packet.type === type) return packet.body;
+        continue;
+      }
+      const chunk = new Uint8Array(4096);
+      const n = await this.conn.read(chunk);
+      if (n === null) throw new Error("the broker closed the connection");
+      const joined = new Uint8Array(this.#pending.length + n);
+      joined.set(this.#pending);
+      joined.set(chunk.subarray(0, n), this.#pending.length);
+      this.#pending = joined;
+    }
+  }
+}
+
+async function writeAll(conn: Deno.TcpConn, bytes: Uint8Array): Promise<void> {
+  for (let at = 0; at < bytes.length;) at += await conn.write(bytes.subarray(at));
+}
+
+function closeQuietly(conn: Deno.TcpConn): void {
+  try {
+    conn.close();
+  } catch {
+    // Already closed (the handshake timer got there first).
+  }
+}
+
+function randomHex(bytes: number): string {
+  return Array.from(crypto.getRandomValues(new Uint8Array(bytes)), (b) => b.toString(16).padStart(2, "0"))
+    .join("");
+}
+
+/** VmRSS from a /proc/PID/status text, in kB; null when absent (a kernel thread, or not Linux). */
+export function parseVmRssKb(status: string): number | null {
+  const kb = status.match(/^VmRSS:\s*(\d+)\s*kB$/m)?.[1];
+  return kb === undefined ? null : Number(kb);
+}
+
+/** The broker's resident memory in kB, or null when it cannot be read (the process is gone, not Linux). */
+async function readRssKb(pid: number): Promise<number | null> {
+  // Deno wants --allow-all to read /proc itself; the task grants --allow-run, so ask cat (as below).
+  const cat = new Deno.Command("cat", { args: [`/proc/${pid}/status`], stdout: "piped", stderr: "null" });
+  const out = await cat.output().catch(() => null);
+  return out?.success ? parseVmRssKb(new TextDecoder().decode(out.stdout)) : null;
+}
+
+// ---- machine ----
 
 async function machineInfo(): Promise<MachineInfo> {
   // Deno wants --allow-all to read /proc/cpuinfo itself; the task grants --allow-run, so ask cat.

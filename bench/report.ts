@@ -41,6 +41,18 @@ export interface RunRecord {
   error: string | null;
   stderrTail: string;
   wallS: number;
+  /** `stalled` runs only: the subscriber the bench stalled and the broker's RSS around the generator run. */
+  stalled?: StalledRecord;
+}
+
+/** What the bench itself measured in a `stalled` run (the generator knows nothing of that subscriber). */
+export interface StalledRecord {
+  /** Client id of the subscriber to `#` that stopped reading after its SUBACK. */
+  clientId: string;
+  /** Broker VmRSS, kB, once that subscriber had its SUBACK, just before the generator started. */
+  rssBeforeKb: number | null;
+  /** Broker VmRSS, kB, right after the generator exited, before the stalled socket was closed. */
+  rssAfterKb: number | null;
 }
 
 export interface Report {
@@ -78,8 +90,9 @@ const EXIT_MEANING: Record<number, string> = {
 
 /**
  * Why a run does not measure what it should: GEN when the generator used at least as much CPU as the
- * broker (throughput runs; latency runs are rate-limited on purpose and conns runs report no broker CPU),
- * LOSS for lost or duplicated QoS 1 messages, ERR for a generator exit other than 0 or a bench-side error.
+ * broker (throughput and stalled runs; latency runs are rate-limited on purpose and conns runs report no
+ * broker CPU), LOSS for lost or duplicated QoS 1 messages, ERR for a generator exit other than 0 or a
+ * bench-side error.
  */
 export function runFlags(scenario: Scenario, run: RunRecord): Flag[] {
   const flags: Flag[] = [];
@@ -96,7 +109,7 @@ export function runFlags(scenario: Scenario, run: RunRecord): Flag[] {
   if (scenario.qos === 1 && (lost > 0 || dups > 0)) {
     flags.push({ code: "LOSS", detail: `${lost} lost, ${dups} dups` });
   }
-  if (scenario.kind === "throughput" && run.result !== null) {
+  if ((scenario.kind === "throughput" || scenario.kind === "stalled") && run.result !== null) {
     const gen = field(run, "gen_cpu_s");
     const broker = field(run, "broker_cpu_s");
     if (broker === null) {
@@ -115,12 +128,20 @@ export function isClean(scenario: Scenario, run: RunRecord): boolean {
   return runFlags(scenario, run).length === 0;
 }
 
-/** The figure compared across brokers: msg/s, p99 us, conn/s, bytes per connection. */
+/**
+ * The figure compared across brokers: msg/s, MB of RSS growth, p99 us, conn/s, bytes per connection.
+ * RSS growth counts as at least STALLED_GROWTH_FLOOR_MB, so that a broker whose RSS did not grow (or
+ * shrank) still has a ratio rather than none or an infinite one.
+ */
 export function primaryValue(scenario: Scenario, run: RunRecord | undefined): number | null {
   if (run === undefined || run.result === null) return null;
   switch (scenario.kind) {
     case "throughput":
       return positive(field(run, "recv_rate"));
+    case "stalled": {
+      const growth = rssGrowthMb(run);
+      return growth === null ? null : Math.max(growth, STALLED_GROWTH_FLOOR_MB);
+    }
     case "latency":
       return positive(field(run, "p99_us"));
     case "conns":
@@ -134,13 +155,46 @@ function positive(n: number | null): number | null {
   return n !== null && n > 0 ? n : null;
 }
 
-/** Latency and per-connection memory: smaller is better. */
+/** Latency, memory growth and per-connection memory: smaller is better. */
 export function lowerIsBetter(scenario: Scenario): boolean {
-  return scenario.kind === "latency" || (scenario.kind === "conns" && scenario.fresh);
+  return scenario.kind === "latency" || scenario.kind === "stalled" ||
+    (scenario.kind === "conns" && scenario.fresh);
+}
+
+/**
+ * Smallest RSS growth a ratio uses, MB: the figure's resolution. A smaller or negative growth shows as
+ * +0.0 MB or less and means "did not grow"; a ratio against it would be noise, or no ratio at all.
+ */
+export const STALLED_GROWTH_FLOOR_MB = 0.1;
+
+/** A `stalled` run's broker RSS growth in MB (MiB, like the machine's memory above); null without both. */
+export function rssGrowthMb(run: RunRecord | undefined): number | null {
+  const before = run?.stalled?.rssBeforeKb ?? null;
+  const after = run?.stalled?.rssAfterKb ?? null;
+  return before === null || after === null ? null : (after - before) / 1024;
+}
+
+/**
+ * The reading subscriber's msg/s in a `stalled` run: messages received over the publish time (or the run,
+ * when longer). Not the generator's recv_rate, which divides by the time to the last message received: a
+ * broker that stops delivering to everyone once one subscriber stalls would show its rate before it stopped.
+ */
+export function servedRate(run: RunRecord | undefined): number | null {
+  const received = field(run, "received");
+  const pubTime = field(run, "pub_time");
+  if (received === null || pubTime === null || pubTime <= 0) return field(run, "recv_rate");
+  return received / Math.max(pubTime, field(run, "duration_s") ?? 0);
 }
 
 export function formatInt(n: number): string {
   return Math.round(n).toLocaleString("en-US");
+}
+
+/** `+3.1 MB`, `-0.4 MB`, `+812 MB`: always signed, as it is a change. */
+export function formatGrowthMb(mb: number): string {
+  const abs = Math.abs(mb);
+  const text = abs >= 100 ? formatInt(abs) : abs.toFixed(1);
+  return `${mb < 0 && text !== "0.0" ? "-" : "+"}${text} MB`;
 }
 
 /** The table cell for one broker's run of a scenario. */
@@ -151,6 +205,13 @@ export function figureText(scenario: Scenario, run: RunRecord | undefined): stri
     case "throughput": {
       const rate = field(run, "recv_rate");
       return rate === null ? "?" : formatInt(rate);
+    }
+    case "stalled": {
+      const growth = rssGrowthMb(run);
+      const rate = servedRate(run);
+      return `${growth === null ? "?" : formatGrowthMb(growth)} (${
+        rate === null ? "?" : formatInt(rate)
+      } msg/s)`;
     }
     case "latency": {
       const p50 = field(run, "p50_us");
@@ -178,6 +239,7 @@ export function ratio(vyoma: number | null, peer: number | null): number | null 
 
 export function formatRatio(r: number | null): string {
   if (r === null) return "-";
+  if (r > 0 && r < 0.01) return `${r.toPrecision(1)}x`; // memory growth ratios get this small; 0.00x says nothing
   return r >= 100 ? `${Math.round(r)}x` : r >= 10 ? `${r.toFixed(1)}x` : `${r.toFixed(2)}x`;
 }
 
@@ -195,6 +257,15 @@ export interface TargetCheck {
 /** Bytes per idle connection allowed: "RSS per connection <= 6 KB". */
 export const RSS_PER_CONN_LIMIT = 6 * 1024;
 export const CONNECT_RATE_TARGET = 10_000;
+/**
+ * "Memory stays bounded when a subscriber stops reading": Vyoma's RSS growth in a `stalled` run, MB, at
+ * most. Vyoma drops QoS 0 for a connection holding `limits.max_write_buffer` (1 MiB by default) unsent
+ * bytes, so its own buffering accounts for about 1 MB and anything more is heap noise (a fresh Vyoma grows
+ * by about 13 MB under this load with no stalled subscriber at all: V8's heap reaching its working size);
+ * a broker that queued everything for the stalled subscriber grows by hundreds of MB in a 5 s run at these
+ * rates.
+ */
+export const STALLED_GROWTH_LIMIT_MB = 64;
 
 /** The issue's target for `scenario`, judged on Vyoma's run against the peers' (throughput: the faster one). */
 export function targetFor(scenario: Scenario, runs: ReadonlyMap<BrokerName, RunRecord>): TargetCheck {
@@ -216,6 +287,15 @@ export function targetFor(scenario: Scenario, runs: ReadonlyMap<BrokerName, RunR
       if (peers.length === 0) return check(rule, "no peer", null);
       const r = ratio(mine, Math.max(...peers));
       return check(rule, formatRatio(r), r === null ? false : r >= need);
+    }
+    case "stalled": {
+      // No peer needed: bounded is an absolute property. A run without a generator result had no load.
+      const growth = vyoma?.result == null ? null : rssGrowthMb(vyoma);
+      return check(
+        `bounded, <=${STALLED_GROWTH_LIMIT_MB} MB`,
+        growth === null ? "no result" : formatGrowthMb(growth),
+        growth !== null && growth <= STALLED_GROWTH_LIMIT_MB,
+      );
     }
     case "latency": {
       const r = ratio(mine, primaryValue(scenario, runs.get("mosquitto")));
@@ -279,11 +359,14 @@ export function headerLines(report: Report): string[] {
     `, load ${m.loadavg.map((l) => l.toFixed(2)).join(" ")} at start`,
     `brokers: ${brokers.join("; ")}`,
     `generator: ${g.kind} ${g.path} (${g.version})`,
-    "figures: throughput msg/s received; latency p50 / p99 us at 4,000 msg/s; conns-1000 connections/s; " +
-    "conns-10000 connected / broker RSS bytes per connection",
-    "ratios: Vyoma / peer; above 1 is better for Vyoma except latency (ratio of p99) and conns-10000 " +
-    "(ratio of bytes/conn), where below 1 is better",
-    "target: the issue's goal (throughput against the faster peer, latency against Mosquitto)",
+    "figures: throughput msg/s received; stalled-q0 broker RSS growth while one more subscriber stops " +
+    "reading (the reading subscriber's msg/s over the publish time); latency p50 / p99 us at 4,000 msg/s; conns-1000 " +
+    "connections/s; conns-10000 connected / broker RSS bytes per connection",
+    "ratios: Vyoma / peer; above 1 is better for Vyoma except stalled-q0 (ratio of RSS growth), latency " +
+    "(ratio of p99) and conns-10000 (ratio of bytes/conn), where below 1 is better",
+    "target: the issue's goal (throughput against the faster peer, latency against Mosquitto); stalled-q0 " +
+    `bounded: Vyoma's RSS growth <= ${STALLED_GROWTH_LIMIT_MB} MB (it drops QoS 0 to a connection with ` +
+    "limits.max_write_buffer, 1 MiB, unsent: more is heap noise; queueing everything would be hundreds of MB)",
     "flags: GEN generator CPU >= broker CPU (measured the generator); LOSS lost/duplicated at QoS 1; " +
     "ERR generator exit != 0 or broker failure",
   ];
@@ -522,6 +605,9 @@ function barFor(scenario: Scenario, broker: BrokerName, run: RunRecord | undefin
   switch (scenario.kind) {
     case "throughput":
       return { broker, value, text: `${figureText(scenario, run)} msg/s${suffix}` };
+    case "stalled":
+      // The bar is the growth itself: the ratio's floor would draw a shrinking RSS as a small growth.
+      return { broker, value: rssGrowthMb(run), text: `${figureText(scenario, run)}${suffix}` };
     case "latency":
       return {
         broker,
@@ -548,6 +634,12 @@ export function renderSvg(report: Report): string {
       `Throughput: messages received per second (log scale; closed loop, ${report.pubTime} s per run)`,
       groupsOf((s) => s.kind === "throughput"),
       "log",
+    ],
+    [
+      "Memory while a subscriber stops reading: broker RSS growth, MB (lower is better)",
+      groupsOf((s) => s.kind === "stalled"),
+      "linear",
+      { value: STALLED_GROWTH_LIMIT_MB, label: `target <= ${STALLED_GROWTH_LIMIT_MB} MB` },
     ],
     [
       "Latency at 4,000 msg/s (8 pairs): p50 solid, p99 light, microseconds",

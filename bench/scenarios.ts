@@ -4,18 +4,27 @@
  * Every scenario is bounded in count and time: throughput runs publish closed-loop (each publisher keeps at
  * most a window of undelivered messages, so the broker is always the one with work queued) for `pubTime`
  * seconds, and the generator itself gives up at `--duration-max`.
+ *
+ * One row, `stalled-q0`, adds a subscriber the bench opens itself and then never reads from, to see whether
+ * the broker's memory stays bounded when a subscriber stops reading (the runner does that part).
  */
 
 import { parseArgs } from "node:util";
 
-export type ScenarioKind = "throughput" | "latency" | "conns";
+export type ScenarioKind = "throughput" | "stalled" | "latency" | "conns";
 export type Pattern = "fanin" | "fanout" | "pairwise";
 
 export interface Scenario {
-  /** Stable name used in the table, the JSON and `--only`: `fanin-8-q0-16B`, `latency-q1`, `conns-1000`. */
+  /**
+   * Stable name used in the table, the JSON and `--only`: `fanin-8-q0-16B`, `stalled-q0`, `latency-q1`,
+   * `conns-1000`.
+   */
   readonly name: string;
   readonly kind: ScenarioKind;
-  /** Throughput and latency only. */
+  /**
+   * Throughput, stalled and latency only. A `stalled` run is its throughput twin plus one subscriber to `#`
+   * that the bench opens and never reads from; the generator's own subscriber keeps reading.
+   */
   readonly pattern?: Pattern;
   /** Publishers (fan-in, pairwise) or subscribers (fan-out); connections for `conns`. */
   readonly clients: number;
@@ -47,6 +56,9 @@ const SIZES = [16, 1024] as const;
 /** Large enough never to be reached: --pub-time ends publishing. */
 const UNBOUNDED_COUNT = "100000000";
 
+/** The memory row: fan-in's load while one more subscriber stops reading. */
+export const STALLED_NAME = "stalled-q0";
+
 /** The names --quick runs when no --only is given. */
 export const QUICK_NAMES: readonly string[] = [
   "fanin-8-q0-16B",
@@ -55,6 +67,7 @@ export const QUICK_NAMES: readonly string[] = [
   "fanout-8-q1-16B",
   "pairwise-8-q0-16B",
   "pairwise-8-q1-16B",
+  STALLED_NAME,
   "latency-q1",
   "conns-1000",
 ];
@@ -73,6 +86,7 @@ export function allScenarios(pubTime: number): Scenario[] {
       }
     }
   }
+  out.push(stalled(pubTime));
   for (const qos of QOS_LEVELS) out.push(latency(qos));
   out.push(conns(1000, 1, false), conns(10_000, 2, true));
   return out;
@@ -103,6 +117,16 @@ function throughput(pattern: Pattern, clients: number, qos: 0 | 1, size: number,
       "duration-max": durationMax,
     }),
   };
+}
+
+/**
+ * `fanin-8-q0-16B`'s load and generator arguments, plus the stalled subscriber the runner adds. QoS 0,
+ * because that is what a broker may drop for a reader that cannot keep up; QoS 1 has its own queue bound.
+ * On a fresh broker, like `conns-10000`: RSS growth on a heap grown (and freed) by earlier runs could hide
+ * in memory the allocator already holds, and the figure would depend on what ran before it.
+ */
+function stalled(pubTime: number): Scenario {
+  return { ...throughput("fanin", 8, 0, 16, pubTime), name: STALLED_NAME, kind: "stalled", fresh: true };
 }
 
 function latency(qos: 0 | 1): Scenario {
@@ -175,8 +199,8 @@ export interface Options {
 
 export class UsageError extends Error {}
 
-const SCENARIO_NAMES = "names: {fanin,fanout,pairwise}-{8,100}-q{0,1}-{16B,1KiB}, latency-q{0,1}, " +
-  "conns-1000, conns-10000";
+const SCENARIO_NAMES = "names: {fanin,fanout,pairwise}-{8,100}-q{0,1}-{16B,1KiB}, stalled-q0, " +
+  "latency-q{0,1}, conns-1000, conns-10000";
 
 export const HELP =
   `deno task bench [options]: Vyoma against Mosquitto and Aedes, same scenarios, same load generator
@@ -192,14 +216,15 @@ Options:
   --brokers LIST        brokers to run, comma-separated (default: ${BROKERS.join(",")})
   --only LIST           scenarios by name or prefix, comma-separated, e.g. fanin,latency or fanout-100-q1
                         (chosen from the full matrix, with --quick too)
-  --pub-time S          publish time of throughput runs, seconds (default ${FULL_PUB_TIME}, ${QUICK_PUB_TIME} with --quick)
+  --pub-time S          publish time of throughput and stalled runs, seconds (default ${FULL_PUB_TIME}, ${QUICK_PUB_TIME} with --quick)
   --generator PATH      load generator binary taking mqttload's flags (default: $MQTTLOAD, else
                         ../shared/tools/mqttload built into bench/.cache, else bench/loadgen/main.ts)
   --help                this text
 
-Scenarios: {fanin,fanout,pairwise}-{8,100}-q{0,1}-{16B,1KiB} (closed-loop throughput), latency-q0 and
-latency-q1 (8 pairs at ${LATENCY_RATE} msg/s each), conns-1000 (connect rate), conns-10000 (idle connections on a
-fresh broker: RSS per connection).
+Scenarios: {fanin,fanout,pairwise}-{8,100}-q{0,1}-{16B,1KiB} (closed-loop throughput), stalled-q0
+(fanin-8-q0-16B plus a subscriber to # that stops reading, on a fresh broker: broker RSS growth),
+latency-q0 and latency-q1 (8 pairs at ${LATENCY_RATE} msg/s each), conns-1000 (connect rate), conns-10000
+(idle connections on a fresh broker: RSS per connection).
 Exit: 0 when every Vyoma run was clean, 1 when one was not, 2 on bad usage or a setup failure.`;
 
 /** Parses the bench's argv; throws UsageError with one line for anything wrong. */

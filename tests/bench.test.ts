@@ -1,9 +1,11 @@
 /**
  * The pure parts of `deno task bench`: its command line, the scenario matrix and selection, the table's
- * figures, ratios, flags and targets, and the SVG chart. No broker or generator runs here.
+ * figures, ratios, flags and targets, the SVG chart, and the stalled subscriber's packets. No broker or
+ * generator runs here.
  */
 
 import assert from "node:assert/strict";
+import mqttPacket from "mqtt-packet";
 import {
   allScenarios,
   type BrokerName,
@@ -15,6 +17,7 @@ import {
   type Scenario,
   scenariosFor,
   selectScenarios,
+  STALLED_NAME,
   UsageError,
 } from "../bench/scenarios.ts";
 import {
@@ -22,6 +25,7 @@ import {
   escapeXml,
   figureText,
   fileStamp,
+  formatGrowthMb,
   formatRatio,
   linearTicks,
   primaryValue,
@@ -30,11 +34,14 @@ import {
   renderTable,
   type Report,
   resultsJson,
+  rssGrowthMb,
   runFlags,
   type RunRecord,
+  STALLED_GROWTH_LIMIT_MB,
   summaryLine,
   targetFor,
 } from "../bench/report.ts";
+import { connectPacket, parseVmRssKb, splitPacket, subscribePacket } from "../bench/bench.ts";
 import { findGenerator, parseJsonLine, SetupError, withFdLimit } from "../bench/generator.ts";
 import { mosquittoConfig, vyomaConfig } from "../bench/peers.ts";
 
@@ -63,6 +70,14 @@ function run(
     error: null,
     stderrTail: "",
     wallS: 1,
+  } satisfies RunRecord;
+}
+
+/** A `stalled` run: the generator's result plus the broker RSS the bench read around it, in kB. */
+function stalledRun(broker: BrokerName, beforeKb: number | null, afterKb: number | null, recv = 1000) {
+  return {
+    ...run(broker, STALLED_NAME, throughputResult(recv)),
+    stalled: { clientId: "bench-stalled-0123abcd", rssBeforeKb: beforeKb, rssAfterKb: afterKb },
   } satisfies RunRecord;
 }
 
@@ -113,10 +128,17 @@ Deno.test("bench options: bad input is a UsageError, not a crash", () => {
 Deno.test("scenarios: the full matrix, every name once", () => {
   const names = allScenarios(FULL_PUB_TIME).map((s) => s.name);
   assert.equal(new Set(names).size, names.length);
-  // 3 patterns x 2 client counts x 2 QoS x 2 sizes, 2 latency runs, 2 connection runs.
-  assert.equal(names.length, 28);
+  // 3 patterns x 2 client counts x 2 QoS x 2 sizes, 1 stalled run, 2 latency runs, 2 connection runs.
+  assert.equal(names.length, 29);
   for (
-    const n of ["fanin-8-q0-16B", "fanout-100-q1-1KiB", "pairwise-8-q1-16B", "latency-q0", "conns-10000"]
+    const n of [
+      "fanin-8-q0-16B",
+      "fanout-100-q1-1KiB",
+      "pairwise-8-q1-16B",
+      "stalled-q0",
+      "latency-q0",
+      "conns-10000",
+    ]
   ) {
     assert.ok(names.includes(n), n);
   }
@@ -149,6 +171,25 @@ Deno.test("scenarios: every run is bounded in count and time", () => {
   assert.equal(scenario("conns-1000").fresh, false);
 });
 
+Deno.test("scenarios: stalled-q0 is fanin-8-q0-16B's load on a fresh broker, between throughput and latency", () => {
+  const all = allScenarios(FULL_PUB_TIME);
+  const stalled = scenario("stalled-q0");
+  const fanin = scenario("fanin-8-q0-16B");
+  assert.equal(stalled.kind, "stalled");
+  assert.deepEqual(stalled.args, fanin.args);
+  assert.equal(stalled.durationMax, fanin.durationMax);
+  assert.deepEqual([stalled.pattern, stalled.clients, stalled.qos, stalled.size], ["fanin", 8, 0, 16]);
+  assert.equal(stalled.fresh, true);
+  const at = all.findIndex((s) => s.name === "stalled-q0");
+  assert.equal(all.findLastIndex((s) => s.kind === "throughput"), at - 1);
+  assert.equal(all.findIndex((s) => s.kind === "latency"), at + 1);
+  // The quick publish time reaches it as it does the throughput runs.
+  assert.equal(
+    argValue(allScenarios(QUICK_PUB_TIME).find((s) => s.name === "stalled-q0")!, "--pub-time"),
+    "2",
+  );
+});
+
 Deno.test("scenarios: --pub-time reaches throughput runs, not the fixed-rate latency runs", () => {
   const quick = allScenarios(2);
   assert.equal(argValue(quick.find((s) => s.name === "pairwise-8-q0-16B")!, "--pub-time"), "2");
@@ -168,6 +209,13 @@ Deno.test("scenarios: --only takes names and prefixes at a dash, in table order"
   ]);
   assert.deepEqual(names(["conns-1000"]), ["conns-1000"]);
   assert.deepEqual(names(["conns"]), ["conns-1000", "conns-10000"]);
+  assert.deepEqual(names(["stalled"]), ["stalled-q0"]);
+  assert.deepEqual(names(["latency-q1", "stalled", "fanin-8-q0"]), [
+    "fanin-8-q0-16B",
+    "fanin-8-q0-1KiB",
+    "stalled-q0",
+    "latency-q1",
+  ]);
   assert.throws(() => selectScenarios(all, ["fan"]), UsageError);
   assert.throws(() => selectScenarios(all, ["latency", "typo"]), /typo/);
 });
@@ -176,7 +224,12 @@ Deno.test("scenarios: --quick runs the short list unless --only says otherwise",
   assert.deepEqual(scenariosFor(parseOptions(["--quick"])).map((s) => s.name), [...QUICK_NAMES]);
   const picked = scenariosFor(parseOptions(["--quick", "--only", "conns-10000"]));
   assert.deepEqual(picked.map((s) => s.name), ["conns-10000"]);
-  assert.equal(scenariosFor(parseOptions([])).length, 28);
+  assert.equal(scenariosFor(parseOptions([])).length, 29);
+  const quick = scenariosFor(parseOptions(["--quick"])).map((s) => s.name);
+  assert.deepEqual(quick.slice(5, 8), ["pairwise-8-q1-16B", "stalled-q0", "latency-q1"]);
+  assert.deepEqual(scenariosFor(parseOptions(["--quick", "--only", "stalled"])).map((s) => s.name), [
+    "stalled-q0",
+  ]);
 });
 
 // ---- generator and peer helpers ----
@@ -248,6 +301,9 @@ Deno.test("report: ratios and their formatting", () => {
   assert.equal(formatRatio(0.4567), "0.46x");
   assert.equal(formatRatio(12.34), "12.3x");
   assert.equal(formatRatio(250.4), "250x");
+  // Memory growth ratios can be tiny; two decimals would print them all as 0.00x.
+  assert.equal(formatRatio(0.0042), "0.004x");
+  assert.equal(formatRatio(0.01), "0.01x");
   assert.equal(compact(1000), "1k");
   assert.equal(compact(2_500_000), "2.5M");
   assert.equal(compact(250), "250");
@@ -280,6 +336,53 @@ Deno.test("report: the figure of each kind of scenario", () => {
   assert.equal(figureText(scenario("fanin-8-q0-16B"), undefined), "-");
 });
 
+Deno.test("report: stalled-q0's figure is the broker's RSS growth, then the reading subscriber's rate", () => {
+  const s = scenario("stalled-q0");
+  const grew = stalledRun("vyoma", 60_000, 63_174, 1_234_567.8); // +3,174 kB
+  assert.equal(rssGrowthMb(grew), 3174 / 1024);
+  assert.equal(figureText(s, grew), "+3.1 MB (1,234,568 msg/s)");
+  assert.equal(primaryValue(s, grew), 3174 / 1024);
+  assert.equal(figureText(s, stalledRun("mosquitto", 8000, 8000 + 450 * 1024)), "+450 MB (1,000 msg/s)");
+  assert.equal(figureText(s, stalledRun("aedes", 9000, 8500)), "-0.5 MB (1,000 msg/s)");
+  assert.equal(figureText(s, stalledRun("aedes", 9000, 8990)), "+0.0 MB (1,000 msg/s)");
+  assert.equal(figureText(s, stalledRun("vyoma", null, 8000)), "? (1,000 msg/s)");
+  assert.equal(figureText(s, { ...stalledRun("vyoma", 1, 2), result: null, exitCode: null }), "failed");
+  assert.equal(formatGrowthMb(1234.5), "+1,235 MB");
+  // The reading subscriber's rate is over the publish time: a broker that stopped delivering to everyone
+  // after 1 s of 5 gets a fifth of its rate up to then.
+  const halted = {
+    ...stalledRun("aedes", 1, 2),
+    result: throughputResult(50_000, { received: 50_000, pub_time: 5, duration_s: 1 }),
+  };
+  assert.equal(figureText(s, halted), "+0.0 MB (10,000 msg/s)");
+  const slow = { ...halted, result: throughputResult(9, { received: 60_000, pub_time: 5, duration_s: 6 }) };
+  assert.equal(figureText(s, slow), "+0.0 MB (10,000 msg/s)");
+  // A broker whose RSS did not grow still gets a ratio: growth counts as at least 0.1 MB.
+  assert.equal(primaryValue(s, stalledRun("aedes", 9000, 8500)), 0.1);
+  assert.equal(primaryValue(s, stalledRun("vyoma", null, 8000)), null);
+  assert.equal(
+    formatRatio(ratio(primaryValue(s, grew), primaryValue(s, stalledRun("mosquitto", 0, 10240)))),
+    "0.31x",
+  );
+});
+
+Deno.test("report: stalled-q0's target is Vyoma's RSS growth within 64 MB, whatever the peers did", () => {
+  const s = scenario("stalled-q0");
+  const only = (r: RunRecord) => new Map<BrokerName, RunRecord>([["vyoma", r]]);
+  const limitKb = STALLED_GROWTH_LIMIT_MB * 1024;
+  const ok = targetFor(s, only(stalledRun("vyoma", 50_000, 50_000 + limitKb)));
+  assert.deepEqual([ok.rule, ok.value, ok.met], ["bounded, <=64 MB", "+64.0 MB", true]);
+  const miss = targetFor(s, only(stalledRun("vyoma", 50_000, 50_001 + limitKb)));
+  assert.equal(miss.met, false);
+  assert.equal(targetFor(s, only(stalledRun("vyoma", 50_000, 40_000))).met, true);
+  const unread = targetFor(s, only(stalledRun("vyoma", null, 40_000)));
+  assert.deepEqual([unread.value, unread.met], ["no result", false]);
+  // RSS read but no generator result: there was no load, so no verdict either.
+  const noLoad = targetFor(s, only({ ...stalledRun("vyoma", 1, 2), result: null, exitCode: null }));
+  assert.deepEqual([noLoad.value, noLoad.met], ["no result", false]);
+  assert.equal(targetFor(s, new Map()).met, false);
+});
+
 Deno.test("report: flags say when a run did not measure the broker", () => {
   const q1 = scenario("fanin-8-q1-16B");
   const codes = (r: RunRecord, s = q1) => runFlags(s, r).map((f) => f.code);
@@ -297,6 +400,13 @@ Deno.test("report: flags say when a run did not measure the broker", () => {
   assert.deepEqual(codes(run("vyoma", q0.name, throughputResult(1000, { lost: 3 })), q0), []);
   const lat = scenario("latency-q0");
   assert.deepEqual(codes(run("vyoma", lat.name, throughputResult(1000, { gen_cpu_s: 9 })), lat), []);
+  // The stalled run is a throughput run as far as the generator goes: GEN applies.
+  const stalled = scenario("stalled-q0");
+  assert.deepEqual(codes(stalledRun("vyoma", 1, 2), stalled), []);
+  assert.deepEqual(
+    codes({ ...stalledRun("vyoma", 1, 2), result: throughputResult(1000, { gen_cpu_s: 3 }) }, stalled),
+    ["GEN"],
+  );
   const err = runFlags(q1, run("vyoma", q1.name, throughputResult(1000, { error: "connect refused" }), 2));
   assert.deepEqual(err, [{ code: "ERR", detail: "exit 2: connect refused" }]);
   const dead: RunRecord = { ...run("vyoma", q1.name, null), exitCode: null, error: "broker did not start" };
@@ -354,6 +464,10 @@ function fakeReport(): Report {
     for (const [broker, factor] of [["vyoma", 3], ["mosquitto", 1], ["aedes", 0.8]] as const) {
       if (s.kind === "throughput") {
         runs.push(run(broker, s.name, throughputResult(50_000 * factor * s.clients)));
+      }
+      if (s.kind === "stalled") {
+        // Vyoma +2 MB, Mosquitto +6 MB, Aedes +7.5 MB.
+        runs.push(stalledRun(broker, 50_000, 50_000 + Math.round(6144 / factor), 100_000 * factor));
       }
       if (s.kind === "latency") runs.push(run(broker, s.name, { p50_us: 40 / factor, p99_us: 90 / factor }));
       if (s.kind === "conns") {
@@ -413,11 +527,20 @@ Deno.test("table: one row per scenario with figures, both ratios, target and fla
   assert.match(fanin, /1,200,000\s+400,000\s+320,000\s+3\.00x\s+3\.75x\s+>=2\.5x: 3\.00x ok/);
   const latency = lines.find((l) => l.startsWith("latency-q1 "))!;
   assert.match(latency, /13 \/ 30\s+40 \/ 90\s+50 \/ 113\s+0\.33x\s+0\.27x/);
+  const stalled = lines.find((l) => l.startsWith("stalled-q0 "))!;
+  assert.match(
+    stalled,
+    /\+2\.0 MB \(300,000 msg\/s\)\s+\+6\.0 MB \(100,000 msg\/s\)\s+\+7\.5 MB \(80,000 msg\/s\)\s+0\.33x\s+0\.27x\s+bounded, <=64 MB: \+2\.0 MB ok/,
+  );
+  assert.ok(lines.indexOf(stalled) > lines.findIndex((l) => l.startsWith("pairwise-100-q1-1KiB ")));
+  assert.ok(lines.indexOf(stalled) < lines.findIndex((l) => l.startsWith("latency-q0 ")));
   const idle = lines.find((l) => l.startsWith("conns-10000 "))!;
   assert.match(idle, /aedes:ERR\(exit 3: refused/);
   assert.ok(lines.some((l) => l.startsWith("# generator: mqttload /x/mqttload")));
   assert.ok(lines.some((l) => l.includes("lower") || l.includes("below 1 is better")));
-  assert.match(summaryLine(report), /^targets met: \d+ of 28; QoS 1 loss: none; Vyoma runs clean: 28 of 28$/);
+  assert.ok(lines.some((l) => l.startsWith("# ratios:") && /stalled-q0 \(ratio of RSS growth\)/.test(l)));
+  assert.ok(lines.some((l) => l.startsWith("# target:") && l.includes("RSS growth <= 64 MB")));
+  assert.match(summaryLine(report), /^targets met: \d+ of 29; QoS 1 loss: none; Vyoma runs clean: 29 of 29$/);
 });
 
 Deno.test("table: a skipped peer loses its columns and says why in the header", () => {
@@ -434,7 +557,13 @@ Deno.test("results JSON carries every raw run, its flags and the targets", () =>
   const json = JSON.parse(JSON.stringify(resultsJson(report)));
   assert.equal(json.runs.length, report.runs.length);
   assert.equal(json.generator.kind, "mqttload");
-  assert.equal(json.targets.length, 28);
+  assert.equal(json.targets.length, 29);
+  const stalled = json.runs.find((r: RunRecord) => r.broker === "vyoma" && r.scenario === "stalled-q0");
+  assert.deepEqual(stalled.stalled, {
+    clientId: "bench-stalled-0123abcd",
+    rssBeforeKb: 50_000,
+    rssAfterKb: 52_048,
+  });
   const bad = json.runs.find((r: { broker: string; scenario: string }) =>
     r.broker === "aedes" && r.scenario === "conns-10000"
   );
@@ -488,6 +617,26 @@ Deno.test("svg: well-formed, 1000 px wide, every scenario and broker in it", () 
   assert.ok(svg.includes("[ERR]"));
 });
 
+Deno.test("svg: a section of RSS growth bars for the stalled subscriber, one per broker", () => {
+  const svg = renderSvg(fakeReport());
+  const title = "Memory while a subscriber stops reading: broker RSS growth";
+  const start = svg.indexOf(title);
+  assert.ok(start > svg.indexOf("Throughput: "), "after the throughput section");
+  assert.ok(start < svg.indexOf("Latency at "), "before the latency section");
+  const section = svg.slice(start, svg.indexOf("Latency at "));
+  assert.ok(section.includes(">stalled-q0</text>"));
+  assert.ok(section.includes("target &lt;= 64 MB"));
+  for (const [broker, text] of [["vyoma", "+2.0 MB"], ["mosquitto", "+6.0 MB"], ["aedes", "+7.5 MB"]]) {
+    assert.ok(section.includes(`<title>${broker}: ${text} (`), broker);
+  }
+  // Linear axis: the marker at 64 MB sets the scale here, ticks 0, 20, 40, 60, 80.
+  assert.ok(section.includes(">80</text>") && !section.includes(">1k</text>"));
+  // Without a stalled run the section is left out.
+  const report = fakeReport();
+  report.scenarios = report.scenarios.filter((s) => s.kind !== "stalled");
+  assert.ok(!renderSvg(report).includes(title));
+});
+
 Deno.test("svg: stays well-formed with missing results and a single broker", () => {
   const report = fakeReport();
   report.brokers = [report.brokers[0]];
@@ -500,6 +649,50 @@ Deno.test("svg: stays well-formed with missing results and a single broker", () 
   assertWellFormedXml(svg);
   assert.ok(svg.includes("no result"));
   assert.equal(escapeXml(`a<b>&"c'`), "a&lt;b&gt;&amp;&quot;c&apos;");
+});
+
+// ---- the stalled subscriber's packets ----
+
+Deno.test("stalled subscriber: CONNECT and SUBSCRIBE are what mqtt-packet writes", () => {
+  const theirsConnect = mqttPacket.generate({
+    cmd: "connect",
+    protocolId: "MQTT",
+    protocolVersion: 4,
+    clean: true,
+    keepalive: 0,
+    clientId: "bench-stalled-0123abcd",
+  });
+  assert.deepEqual([...connectPacket("bench-stalled-0123abcd")], [...theirsConnect]);
+  const theirsSubscribe = mqttPacket.generate({
+    cmd: "subscribe",
+    messageId: 1,
+    subscriptions: [{ topic: "#", qos: 0 }],
+  });
+  assert.deepEqual([...subscribePacket(1, "#")], [...theirsSubscribe]);
+});
+
+Deno.test("stalled subscriber: whole packets are split off a byte stream, partial ones wait", () => {
+  const connack = [0x20, 2, 0, 0];
+  const suback = [0x90, 3, 0, 1, 0];
+  const both = splitPacket(new Uint8Array([...connack, ...suback]))!;
+  assert.equal(both.type, 2);
+  assert.deepEqual([...both.body], [0, 0]);
+  const next = splitPacket(both.rest)!;
+  assert.equal(next.type, 9);
+  assert.deepEqual([...next.body], [0, 1, 0]);
+  assert.equal(next.rest.length, 0);
+  assert.equal(splitPacket(new Uint8Array([0x90])), null);
+  assert.equal(splitPacket(new Uint8Array([0x90, 3, 0, 1])), null);
+  // A two-byte remaining length: 200 = 0xc8 0x01.
+  const big = splitPacket(new Uint8Array([0x30, 0xc8, 0x01, ...new Array(200).fill(7)]))!;
+  assert.equal(big.body.length, 200);
+  assert.throws(() => splitPacket(new Uint8Array([0x30, 0xff, 0xff, 0xff, 0xff, 0x01])), /remaining length/);
+});
+
+Deno.test("stalled subscriber: VmRSS from /proc/PID/status", () => {
+  const status = "Name:\tmosquitto\nVmPeak:\t   12000 kB\nVmRSS:\t    8652 kB\nRssAnon:\t 1200 kB\n";
+  assert.equal(parseVmRssKb(status), 8652);
+  assert.equal(parseVmRssKb("Name:\tkthreadd\nState:\tS (sleeping)\n"), null);
 });
 
 Deno.test("the well-formedness check itself rejects broken XML", () => {
