@@ -12,7 +12,13 @@ import {
   type SubscribePacket,
   type UnsubscribePacket,
 } from "../protocol/codec.ts";
-import { decodeConnect, encodeConnack, encodeSuback, peekProtocol } from "../protocol/connect.ts";
+import {
+  type ConnectPacket,
+  decodeConnect,
+  encodeConnack,
+  encodeSuback,
+  peekProtocol,
+} from "../protocol/connect.ts";
 import { encodeAck, PINGRESP, type PublishPacket } from "../protocol/hot.ts";
 import { CONNACK_REASON, ConnackCode } from "../protocol/codes.ts";
 import { FrameReader, type FrameSink } from "../protocol/frame.ts";
@@ -70,7 +76,8 @@ export class Client implements ConnectionHandler, FrameSink, Outlet {
   closed(): void {
     if (this.#state === "connecting") {
       // Health checks and port scans do this all the time; not worth an info line.
-      this.#broker.log.debug(`connection from ${this.#peer()} closed before sending CONNECT`);
+      const log = this.#broker.log;
+      if (log.debugEnabled) log.debug(`connection from ${this.#peer()} closed before sending CONNECT`);
       return this.#close(null, true);
     }
     this.#close("connection lost", true);
@@ -187,13 +194,7 @@ export class Client implements ConnectionHandler, FrameSink, Outlet {
     const sessionPresent = this.#version === 4 && opened.present;
     this.write(encodeConnack(ConnackCode.accepted, sessionPresent));
     this.#silenceLimit = connect.keepalive * 1500;
-    this.#broker.log.info(
-      `client ${quote(this.#clientId)} connected from ${this.#peer()} (${PROTOCOL_NAMES[this.#version]}, ` +
-        `${clean ? "clean session" : opened.present ? "resumed session" : "new persistent session"}, ` +
-        `keep-alive ${connect.keepalive}s${
-          connect.username !== undefined ? `, user ${quote(connect.username)}` : ""
-        })`,
-    );
+    if (this.#broker.log.infoEnabled) this.#logConnected(connect, clean, opened.present);
     this.#broker.delivery.resume(this.#session);
   }
 
@@ -275,7 +276,8 @@ export class Client implements ConnectionHandler, FrameSink, Outlet {
   #refuse(code: ConnackCode, reason: string): void {
     this.write(encodeConnack(code, false));
     const who = this.#clientId ? `client ${quote(this.#clientId)}` : "connection";
-    this.#broker.log.info(`${who} from ${this.#peer()} refused: ${CONNACK_REASON[code]}: ${reason}`);
+    const log = this.#broker.log;
+    if (log.infoEnabled) log.info(`${who} from ${this.#peer()} refused: ${CONNACK_REASON[code]}: ${reason}`);
     this.#close(null, false);
   }
 
@@ -295,12 +297,23 @@ export class Client implements ConnectionHandler, FrameSink, Outlet {
     if (wasConnected) {
       const session = this.#session!;
       if (session.outlet === this) this.#broker.detach(session);
-      if (reason) this.#broker.log.info(`client ${quote(this.#clientId)} disconnected: ${reason}`);
+      if (reason && this.#broker.log.infoEnabled) {
+        this.#broker.log.info(`client ${quote(this.#clientId)} disconnected: ${reason}`);
+      }
       if (publishWill && this.#will) this.#route(this.#will);
-    } else if (reason) {
+    } else if (reason && this.#broker.log.infoEnabled) {
       this.#broker.log.info(`connection from ${this.#peer()} closed before CONNECT completed: ${reason}`);
     }
     this.#onClose(this);
+  }
+
+  #logConnected(connect: ConnectPacket, clean: boolean, present: boolean): void {
+    const session = clean ? "clean session" : present ? "resumed session" : "new persistent session";
+    const user = connect.username !== undefined ? `, user ${quote(connect.username)}` : "";
+    this.#broker.log.info(
+      `client ${quote(this.#clientId)} connected from ${this.#peer()} (${PROTOCOL_NAMES[this.#version]}, ` +
+        `${session}, keep-alive ${connect.keepalive}s${user})`,
+    );
   }
 
   #peer(): string {

@@ -17,7 +17,11 @@ export interface Logger {
   warn(message: string): void;
   info(message: string): void;
   debug(message: string): void;
-  /** True when debug lines are written, so callers can skip building expensive messages. */
+  /**
+   * Whether info and debug lines are written, so a caller on a per-connection or per-message path skips
+   * building a line nobody will see (quoting, peer lookups); that cost showed in the connect rate.
+   */
+  readonly infoEnabled: boolean;
   readonly debugEnabled: boolean;
 }
 
@@ -38,6 +42,7 @@ export function createLogger(level: LogLevel, sink: LogSink = stderrSink): Logge
     warn: (m) => write("warn", m),
     info: (m) => write("info", m),
     debug: (m) => write("debug", m),
+    infoEnabled: max >= RANK.info,
     debugEnabled: max >= RANK.debug,
   };
 }

@@ -25,12 +25,7 @@ export function listenTcp(host: string, port: number, accept: Acceptor, log: Log
     if (--open === 0) drained?.();
   };
   const server = net.createServer({ noDelay: true }, (socket) => {
-    const peer: PeerInfo = {
-      transport: "tcp",
-      address: socket.remoteAddress ?? "?",
-      port: socket.remotePort ?? 0,
-    };
-    const connection = new TcpConnection(socket, peer, log);
+    const connection = new TcpConnection(socket, log);
     const handler = accept(connection);
     if (!handler) return void socket.destroy();
     open++;
@@ -75,17 +70,27 @@ function flushAll(): void {
 }
 
 class TcpConnection implements Connection {
-  readonly peer: PeerInfo;
+  #peer: PeerInfo | undefined;
   readonly #socket: net.Socket;
   readonly #log: Logger;
   #queue: Uint8Array[] = [];
   #queued = 0;
   #closing = false;
 
-  constructor(socket: net.Socket, peer: PeerInfo, log: Logger) {
+  constructor(socket: net.Socket, log: Logger) {
     this.#socket = socket;
-    this.peer = peer;
     this.#log = log;
+    // Read on demand (a getpeername call and two strings per connection otherwise), except where debug lines
+    // may want it after the socket is gone, when node no longer knows it.
+    if (log.debugEnabled) void this.peer;
+  }
+
+  get peer(): PeerInfo {
+    return this.#peer ??= {
+      transport: "tcp",
+      address: this.#socket.remoteAddress ?? "unknown",
+      port: this.#socket.remotePort ?? 0,
+    };
   }
 
   get buffered(): number {
