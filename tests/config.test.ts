@@ -50,7 +50,7 @@ const EXPECTED_DEFAULTS: ExpectedConfig = {
     max_connections: 10000,
     max_sessions: 100000,
     max_packet_size: 1048576,
-    max_inflight_messages: 20,
+    max_inflight_messages: 32,
     max_queued_messages: 1000,
     max_write_buffer: 1048576,
     max_retained_messages: 100000,

@@ -225,7 +225,9 @@ export const SCHEMA = section("", {
     max_inflight_messages: integer({
       min: 1,
       max: 65535,
-      default: 20,
+      // EMQX's default. Mosquitto's 20 made the window, not the CPU, the limit of a QoS 1 subscriber (fan-in
+      // 8: 166-195k msg/s at 20, 226-241k at 32); resending only on reconnect keeps a larger window cheap.
+      default: 32,
       doc: "QoS 1 and 2 messages sent to one client and not yet acknowledged, at most.",
     }),
     max_queued_messages: integer({
