@@ -7,6 +7,7 @@
  */
 
 import { dirname, join, relative } from "node:path";
+import { LOADGEN_PERMISSIONS } from "./loadgen/options.ts";
 
 export type GeneratorKind = "mqttload" | "vyoma-loadgen";
 
@@ -71,16 +72,7 @@ export async function findGenerator(options: FindOptions): Promise<Generator> {
       kind: "vyoma-loadgen",
       path: relative(options.repoRoot, loadgen),
       version: `source sha256 ${await hashFiles(sources)}`,
-      argv: [
-        Deno.execPath(),
-        "run",
-        "--allow-net",
-        "--allow-read",
-        "--allow-run",
-        "--allow-env",
-        "--allow-sys",
-        loadgen,
-      ],
+      argv: [Deno.execPath(), "run", ...LOADGEN_PERMISSIONS, loadgen],
     };
   }
   throw new SetupError(

@@ -21,6 +21,7 @@ import {
 import {
   defaultProcesses,
   isLoopback,
+  LOADGEN_PERMISSIONS,
   type Options,
   parseOptions,
   UsageError,
@@ -28,7 +29,13 @@ import {
 import { HEADER_BYTES, readHeader, writeHeader } from "../bench/loadgen/payload.ts";
 import { fanoutOf, placeClients, splitEvenly, type Topology } from "../bench/loadgen/plan.ts";
 import { parseStatCpu, parseStatusRss } from "../bench/loadgen/proc.ts";
-import { type Merged, mergeFailures, type RunFacts, scenarioExit } from "../bench/loadgen/report.ts";
+import {
+  initialFacts,
+  type Merged,
+  mergeFailures,
+  type RunFacts,
+  scenarioExit,
+} from "../bench/loadgen/report.ts";
 import { startBroker } from "./helpers/broker.ts";
 
 const ENV = { pid: 4242, cpus: 4 };
@@ -389,17 +396,10 @@ Deno.test("loadgen exit codes: mqttload's order of precedence", () => {
     ...over,
   });
   const facts = (over: Partial<RunFacts> = {}): RunFacts => ({
+    ...initialFacts(),
     processes: 1,
     t0: 1,
     tEnd: 6,
-    mainCpuS: 0,
-    brokerCpuS: -1,
-    brokerRssBeforeKb: -1,
-    brokerRssAfterKb: -1,
-    timedOut: false,
-    stalled: false,
-    interrupted: false,
-    errors: [],
     ...over,
   });
   assert.equal(scenarioExit(o, merged(), facts()), 0);
@@ -427,11 +427,7 @@ async function loadgen(
   const out = await new Deno.Command(Deno.execPath(), {
     args: [
       "run",
-      "--allow-net",
-      "--allow-read",
-      "--allow-run",
-      "--allow-env",
-      "--allow-sys",
+      ...LOADGEN_PERMISSIONS,
       MAIN.href,
       "--port",
       String(port),

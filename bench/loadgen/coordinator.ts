@@ -22,6 +22,7 @@ import { sampleProcess, selfCpuSeconds } from "./proc.ts";
 import {
   connsExit,
   connsReport,
+  initialFacts,
   type Merged,
   mergeResults,
   type RunFacts,
@@ -217,19 +218,7 @@ class Guard {
 export async function run(o: Options, log: (text: string) => void): Promise<Outcome> {
   const clock = new SharedClock(Math.floor(performance.timeOrigin));
   const guard = new Guard(clock, clock.nowNs() + o.durationMax * 1e9);
-  const facts: RunFacts = {
-    processes: 0,
-    t0: 0,
-    tEnd: 0,
-    mainCpuS: 0,
-    brokerCpuS: -1,
-    brokerRssBeforeKb: -1,
-    brokerRssAfterKb: -1,
-    timedOut: false,
-    stalled: false,
-    interrupted: false,
-    errors: [],
-  };
+  const facts: RunFacts = initialFacts();
   const onSignal = () => guard.interrupt();
   const signals = ["SIGINT", "SIGTERM"] as const;
   for (const s of signals) Deno.addSignalListener(s, onSignal);

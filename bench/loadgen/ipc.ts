@@ -12,29 +12,33 @@
  */
 
 import type { SparseHistogram } from "./histogram.ts";
+import type { Options } from "./options.ts";
 
-/** Everything a worker needs to run its share of the clients. */
-export interface WorkerConfig {
+/** Everything a worker needs to run its share of the clients: the run's options it uses, and its share. */
+export interface WorkerConfig extends
+  Pick<
+    Options,
+    | "host"
+    | "port"
+    | "qos"
+    | "size"
+    | "count"
+    | "rate"
+    | "window"
+    | "inflight"
+    | "pubTime"
+    | "keepalive"
+    | "parallel"
+    | "hsTimeout"
+    | "prefix"
+    | "topics"
+    | "wildcard"
+  > {
   worker: number;
-  host: string;
-  port: number;
-  qos: 0 | 1;
-  size: number;
-  count: number;
-  rate: number;
-  window: number;
-  inflight: number;
-  pubTime: number;
-  keepalive: number;
-  parallel: number;
-  hsTimeout: number;
-  prefix: string;
   /** Client ids are `<clientIdBase>-s3`, `-p0`, `-c42`. */
   clientIdBase: string;
   npubs: number;
   nsubs: number;
-  topics: number;
-  wildcard: boolean;
   pubs: number[];
   subs: number[];
   /** Idle connections (conns mode) and the index of the first, for client ids. */

@@ -3,6 +3,15 @@
  * validation, plus --processes. Pure, so tests can check presets and errors without spawning anything.
  */
 
+/** The Deno permissions the generator runs with (sockets, /proc through `cat`, its worker processes). */
+export const LOADGEN_PERMISSIONS: readonly string[] = [
+  "--allow-net",
+  "--allow-read",
+  "--allow-run",
+  "--allow-env",
+  "--allow-sys",
+];
+
 export interface Options {
   host: string;
   port: number;

@@ -28,6 +28,23 @@ export interface RunFacts {
   errors: string[];
 }
 
+/** Facts before anything was observed: nothing ran, nothing is known. */
+export function initialFacts(): RunFacts {
+  return {
+    processes: 0,
+    t0: 0,
+    tEnd: 0,
+    mainCpuS: 0,
+    brokerCpuS: -1,
+    brokerRssBeforeKb: -1,
+    brokerRssAfterKb: -1,
+    timedOut: false,
+    stalled: false,
+    interrupted: false,
+    errors: [],
+  };
+}
+
 export interface Merged {
   connect: ConnectStats;
   failure: Failure;
