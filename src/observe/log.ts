@@ -54,6 +54,3 @@ export function createLogger(level: LogLevel, sink: LogSink = stderrSink): Logge
 export function quote(text: string, max = 120): string {
   return JSON.stringify(text.length > max ? `${text.slice(0, max)}...` : text);
 }
-
-/** A logger that drops everything (used by unit tests of modules that log). */
-export const silentLogger: Logger = createLogger("error", () => {});
