@@ -8,6 +8,7 @@ import { type Config, DEFAULT_CONFIG } from "./src/config/schema.ts";
 import { formatConfigError, loadConfigFile } from "./src/config/load.ts";
 import { renderDefaultConfig } from "./src/config/render.ts";
 import { createLogger, type Logger } from "./src/observe/log.ts";
+import { formatAddress } from "./src/transport/connection.ts";
 import { VERSION } from "./src/version.ts";
 
 const HELP = `Vyoma ${VERSION}: an MQTT broker for Deno
@@ -91,7 +92,7 @@ async function start(configPath: string | undefined): Promise<number> {
 
 /** The first log line: what runs, from which config, and who may connect. */
 function describeStart(config: Config, configPath: string | undefined): string {
-  const where = config.listeners.map((l) => `${l.type} ${l.host}:${l.port}`).join(", ");
+  const where = describeListeners(config);
   const source = configPath === undefined
     ? "the embedded default config (no --config given)"
     : `config ${configPath}`;
@@ -116,10 +117,15 @@ function nextStopSignal(log: Logger): Promise<string> {
   });
 }
 
+/** "tcp 127.0.0.1:1883, tcp [::1]:1884", for the start line and check-config. */
+function describeListeners(config: Config): string {
+  return config.listeners.map((l) => `${l.type} ${formatAddress(l.host, l.port)}`).join(", ");
+}
+
 async function checkConfig(file: string): Promise<number> {
   const loaded = await loadConfigFile(file);
   if (!loaded.ok) return configError(formatConfigError(loaded.error));
-  const where = loaded.config.listeners.map((l) => `${l.type} ${l.host}:${l.port}`).join(", ");
+  const where = describeListeners(loaded.config);
   return print(`${file}: OK (listeners: ${where})`);
 }
 

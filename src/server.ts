@@ -9,7 +9,7 @@ import type { Config, ListenerConfig } from "./config/schema.ts";
 import type { Logger } from "./observe/log.ts";
 import { createMetrics, type Metrics } from "./observe/metrics.ts";
 import { MemoryRetainedStore, MemorySessionStore } from "./store/memory.ts";
-import type { Connection, Listener } from "./transport/connection.ts";
+import { type Connection, formatAddress, type Listener } from "./transport/connection.ts";
 import { listenTcp } from "./transport/tcp.ts";
 
 export interface Server {
@@ -63,7 +63,7 @@ export async function startServer(config: Config, log: Logger): Promise<Server> 
     for (const listener of config.listeners) {
       listeners.push(await openListener(listener, accept, log));
       const bound = listeners[listeners.length - 1];
-      log.info(`listening on ${bound.type} ${formatHost(bound.host)}:${bound.port}`);
+      log.info(`listening on ${bound.type} ${formatAddress(bound.host, bound.port)}`);
     }
   } catch (error) {
     await Promise.all(listeners.map((l) => l.close()));
@@ -103,7 +103,7 @@ async function openListener(
     return await listenTcp(config.host, config.port, accept, log);
   } catch (error) {
     throw new StartError(
-      `cannot listen on ${config.type} ${formatHost(config.host)}:${config.port}: ${listenFailure(error)}`,
+      `cannot listen on ${config.type} ${formatAddress(config.host, config.port)}: ${listenFailure(error)}`,
     );
   }
 }
@@ -123,8 +123,4 @@ function listenFailure(error: unknown): string {
     default:
       return error instanceof Error ? error.message : String(error);
   }
-}
-
-function formatHost(host: string): string {
-  return host.includes(":") ? `[${host}]` : host;
 }

@@ -24,7 +24,7 @@ import { CONNACK_REASON, ConnackCode } from "../protocol/codes.ts";
 import { FrameReader, type FrameSink } from "../protocol/frame.ts";
 import { isValidTopicFilter, isValidTopicName } from "../protocol/topic.ts";
 import { quote } from "../observe/log.ts";
-import type { Connection, ConnectionHandler } from "../transport/connection.ts";
+import { type Connection, type ConnectionHandler, formatAddress } from "../transport/connection.ts";
 import type { Broker } from "./broker.ts";
 import type { Message } from "./message.ts";
 import type { Outlet, Session } from "./session.ts";
@@ -317,8 +317,7 @@ export class Client implements ConnectionHandler, FrameSink, Outlet {
   }
 
   #peer(): string {
-    const { address, port } = this.#conn.peer;
-    return address.includes(":") ? `[${address}]:${port}` : `${address}:${port}`;
+    return formatAddress(this.#conn.peer.address, this.#conn.peer.port);
   }
 }
 

@@ -9,6 +9,8 @@
  * @module
  */
 
+import { formatAddress } from "../transport/connection.ts";
+
 /** An integer option, checked against an inclusive range. */
 export interface IntegerSchema<T extends number = number> {
   readonly kind: "integer";
@@ -171,7 +173,7 @@ export const SCHEMA = section("", {
     unique: {
       what: "host and port",
       // Port 0 asks the OS for a free port, so such listeners never clash.
-      key: (l) => l.port === 0 ? undefined : `${l.host.includes(":") ? `[${l.host}]` : l.host}:${l.port}`,
+      key: (l) => l.port === 0 ? undefined : formatAddress(l.host, l.port),
     },
   }),
   auth: section("Who may connect.", {

@@ -3,6 +3,11 @@
  * here knows MQTT, and nothing in the protocol layer knows which transport it is on.
  */
 
+/** `host:port` as logs and messages show it, an IPv6 host in brackets. */
+export function formatAddress(host: string, port: number): string {
+  return host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
+}
+
 export interface PeerInfo {
   /** Listener type the connection arrived on, for logs. */
   readonly transport: "tcp";

@@ -10,7 +10,14 @@
 
 import net from "node:net";
 import type { Logger } from "../observe/log.ts";
-import type { Acceptor, Connection, ConnectionHandler, Listener, PeerInfo } from "./connection.ts";
+import {
+  type Acceptor,
+  type Connection,
+  type ConnectionHandler,
+  formatAddress,
+  type Listener,
+  type PeerInfo,
+} from "./connection.ts";
 
 /** How long close() waits for queued bytes to reach a peer that is not reading. */
 const CLOSE_LINGER_MS = 1000;
@@ -151,7 +158,7 @@ class TcpConnection implements Connection {
       return true;
     } catch (error) {
       this.#log.error(
-        `internal error on connection ${this.peer.address}:${this.peer.port}: ` +
+        `internal error on connection ${formatAddress(this.peer.address, this.peer.port)}: ` +
           `${error instanceof Error ? error.stack : error}`,
       );
       return false;
