@@ -3,6 +3,7 @@
  * tests start it in-process on port 0.
  */
 
+import type { EnhancedAuthenticator } from "./auth/enhanced.ts";
 import { Broker } from "./broker/broker.ts";
 import { Client } from "./broker/client.ts";
 import type { Config, ListenerConfig } from "./config/schema.ts";
@@ -21,13 +22,23 @@ export interface Server {
   stop(): Promise<void>;
 }
 
+/** What a server is given besides its config. */
+export interface ServerOptions {
+  /** Handlers for MQTT 5.0 enhanced authentication, asked in order; none by default. */
+  readonly authenticators?: readonly EnhancedAuthenticator[];
+}
+
 /** How often connection deadlines are checked. */
 const SILENCE_SWEEP_MS = 250;
 
 /** A listener could not be opened; `message` is the one line to show. */
 export class StartError extends Error {}
 
-export async function startServer(config: Config, log: Logger): Promise<Server> {
+export async function startServer(
+  config: Config,
+  log: Logger,
+  options: ServerOptions = {},
+): Promise<Server> {
   const metrics = createMetrics();
   const broker = new Broker(
     config,
@@ -35,6 +46,7 @@ export async function startServer(config: Config, log: Logger): Promise<Server> 
     metrics,
     new MemorySessionStore(),
     new MemoryRetainedStore(config.limits.max_retained_messages),
+    options.authenticators,
   );
   const clients = new Set<Client>();
   let refusedLogged = false;

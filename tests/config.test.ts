@@ -24,7 +24,19 @@ interface ExpectedConfig {
   log: { level: "error" | "warn" | "info" | "debug" };
   listeners: { type: "tcp"; host: string; port: number }[];
   auth: { allow_anonymous: boolean };
-  mqtt: { max_qos: 0 | 1 | 2; connect_timeout: number; session_expiry: number };
+  mqtt: {
+    max_qos: 0 | 1 | 2;
+    connect_timeout: number;
+    session_expiry: number;
+    server_keep_alive: number;
+    topic_alias_maximum: number;
+    retain_available: boolean;
+    wildcard_subscriptions: boolean;
+    subscription_identifiers: boolean;
+    shared_subscriptions: boolean;
+    shared_subscription_strategy: "round_robin" | "least_inflight";
+    response_information: string;
+  };
   limits: {
     max_connections: number;
     max_sessions: number;
@@ -45,7 +57,19 @@ const EXPECTED_DEFAULTS: ExpectedConfig = {
   log: { level: "info" },
   listeners: [{ type: "tcp", host: "127.0.0.1", port: 1883 }],
   auth: { allow_anonymous: true },
-  mqtt: { max_qos: 2, connect_timeout: 10, session_expiry: 7200 },
+  mqtt: {
+    max_qos: 2,
+    connect_timeout: 10,
+    session_expiry: 7200,
+    server_keep_alive: 0,
+    topic_alias_maximum: 10,
+    retain_available: true,
+    wildcard_subscriptions: true,
+    subscription_identifiers: true,
+    shared_subscriptions: true,
+    shared_subscription_strategy: "round_robin",
+    response_information: "",
+  },
   limits: {
     max_connections: 10000,
     max_sessions: 100000,
@@ -113,6 +137,14 @@ mqtt:
   max_qos: 0
   connect_timeout: 3600
   session_expiry: 4294967295
+  server_keep_alive: 65535
+  topic_alias_maximum: 0
+  retain_available: false
+  wildcard_subscriptions: false
+  subscription_identifiers: false
+  shared_subscriptions: false
+  shared_subscription_strategy: least_inflight
+  response_information: ""
 limits:
   max_connections: 1
   max_sessions: 10000000
@@ -131,7 +163,19 @@ limits:
       { type: "tcp", host: "localhost", port: 65535 },
     ],
     auth: { allow_anonymous: false },
-    mqtt: { max_qos: 0, connect_timeout: 3600, session_expiry: 4294967295 },
+    mqtt: {
+      max_qos: 0,
+      connect_timeout: 3600,
+      session_expiry: 4294967295,
+      server_keep_alive: 65535,
+      topic_alias_maximum: 0,
+      retain_available: false,
+      wildcard_subscriptions: false,
+      subscription_identifiers: false,
+      shared_subscriptions: false,
+      shared_subscription_strategy: "least_inflight",
+      response_information: "",
+    },
     limits: {
       max_connections: 1,
       max_sessions: 10000000,
@@ -192,6 +236,14 @@ const BAD_VALUES: [string, string, string][] = [
   ["listeners[0].host", "8", "must be a non-empty string (got 8)"],
   ["listeners[0].host", "", "must be a non-empty string (got null)"],
   ["listeners[0].host", "[a, b]", "must be a non-empty string (got a list)"],
+  ["mqtt.response_information", "8", "must be a string (got 8)"],
+  ["mqtt.response_information", "[a]", "must be a string (got a list)"],
+  [
+    "mqtt.shared_subscription_strategy",
+    "random",
+    'must be one of round_robin, least_inflight (got "random")',
+  ],
+  ["mqtt.wildcard_subscriptions", "no", 'must be true or false (got "no")'],
   ["listeners[0].type", "udp", 'must be one of tcp (got "udp")'],
   ["listeners[0].type", "", "must be one of tcp (got null)"],
 ];

@@ -1,8 +1,12 @@
-import type { QoS } from "../protocol/codec.ts";
+import type { ConnectPacket, QoS } from "../protocol/codec.ts";
+import type { PublishPacket } from "../protocol/hot.ts";
+import type { PendingWill, Session } from "./session.ts";
+
+const textEncoder = new TextEncoder();
 
 /**
- * An application message as the broker routes and stores it. Immutable once created and shared by every
- * subscriber it goes to, so a fan-out never copies the payload.
+ * An application message as the broker routes and stores it. Immutable once created (but for its cache of
+ * encoded forms) and shared by every subscriber it goes to, so a fan-out never copies the payload.
  */
 export interface Message {
   readonly topic: string;
@@ -14,6 +18,73 @@ export interface Message {
   readonly topicBytes?: Uint8Array;
   /** The MQTT 3.1/3.1.1 PUBLISH it arrived in, reused as is when a delivery has the same wire form. */
   readonly frame?: Uint8Array;
-  /** Encoded MQTT 3.1.1 PUBLISH forms, filled on first use; index `qos * 2 + (retain ? 1 : 0)`. */
+  /**
+   * MQTT 5.0 properties forwarded to MQTT 5 subscribers untouched and in order (Payload Format Indicator,
+   * Content Type, Response Topic, Correlation Data, User Properties [MQTT-3.3.2-4, 3.3.2-17, 3.3.2-20]): their
+   * encoded bytes, as received.
+   */
+  readonly properties?: Uint8Array;
+  /** When the Message Expiry Interval runs out, in `performance.now()` milliseconds. */
+  readonly expiresAt?: number;
+  /** The session that published it, for No Local subscriptions; absent for the broker's own messages. */
+  readonly origin?: Session;
+  /**
+   * Encoded PUBLISH forms without per-delivery parts, filled on first use: MQTT 3.1.1 at index
+   * `qos * 2 + (retain ? 1 : 0)`, MQTT 5.0 at that plus 6.
+   */
   wire?: (Uint8Array | undefined)[];
+}
+
+/** The Message Expiry Interval to send now, in whole seconds (rounded up), or undefined if none; 0 if expired. */
+export function remainingExpiry(message: Message, now: number): number | undefined {
+  if (message.expiresAt === undefined) return undefined;
+  return Math.max(0, Math.ceil((message.expiresAt - now) / 1000));
+}
+
+/** True if the message has a Message Expiry Interval and it has run out [MQTT-3.3.2-5]. */
+export function isExpired(message: Message, now: number): boolean {
+  return message.expiresAt !== undefined && now >= message.expiresAt;
+}
+
+/** The message a PUBLISH carries, `topic` resolved from any alias. */
+export function messageFromPublish(
+  packet: PublishPacket,
+  topic: string,
+  topicBytes: Uint8Array,
+  origin: Session,
+  v5: boolean,
+): Message {
+  const { payload, qos, retain, frame, forward, messageExpiryInterval } = packet;
+  return {
+    topic,
+    topicBytes,
+    payload,
+    qos,
+    retain,
+    // A 5.0 frame carries properties a 3.1.1 subscriber must not get, so only 3.1.1 frames are reused.
+    frame: v5 ? undefined : frame,
+    properties: forward,
+    expiresAt: messageExpiryInterval === undefined
+      ? undefined
+      : performance.now() + messageExpiryInterval * 1000,
+    origin,
+  };
+}
+
+/** The will a CONNECT carries, waiting for its connection to end. */
+export function willFromConnect(will: NonNullable<ConnectPacket["will"]>, v5: boolean): PendingWill {
+  const message: Message = {
+    topic: will.topic,
+    topicBytes: textEncoder.encode(will.topic),
+    payload: will.payload,
+    qos: will.qos,
+    retain: will.retain,
+    properties: v5 ? will.forward : undefined,
+  };
+  const properties = will.properties ?? {};
+  return {
+    message,
+    delay: properties.willDelayInterval ?? 0,
+    expiryInterval: properties.messageExpiryInterval,
+  };
 }

@@ -262,7 +262,7 @@ function readLeaf(schema: LeafSchema, node: Node | null, path: Path, at: number)
       ok = typeof value === "boolean";
       break;
     case "string":
-      ok = typeof value === "string" && value.trim() !== "";
+      ok = typeof value === "string" && (schema.allowEmpty || value.trim() !== "");
       break;
     case "enum":
       ok = typeof value === "string" && schema.values.includes(value);
@@ -279,7 +279,7 @@ function expected(schema: LeafSchema): string {
     case "boolean":
       return "true or false";
     case "string":
-      return "a non-empty string";
+      return schema.allowEmpty ? "a string" : "a non-empty string";
     case "enum":
       return `one of ${schema.values.join(", ")}`;
   }

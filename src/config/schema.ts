@@ -29,12 +29,14 @@ export interface BooleanSchema {
   readonly default: boolean;
 }
 
-/** A non-empty string option. */
+/** A string option; non-empty unless `allowEmpty`. */
 export interface StringSchema {
   readonly kind: "string";
   /** One line saying what the option does; rendered as a comment. */
   readonly doc: string;
   readonly default: string;
+  /** The empty string is a meaningful value (usually "off"). */
+  readonly allowEmpty?: boolean;
 }
 
 /** An option whose value is one of a fixed set of words. */
@@ -200,7 +202,49 @@ export const SCHEMA = section("", {
       max: 4294967295,
       default: 7200,
       doc:
-        "Seconds an offline persistent session (clean session 0) is kept; 0 keeps it until the broker stops.",
+        "Seconds an offline session is kept at most (3.1.1 clean session 0; caps an MQTT 5 client's own); 0 = no cap.",
+    }),
+    server_keep_alive: integer({
+      min: 0,
+      max: 65535,
+      default: 0,
+      doc:
+        "Keep-alive in seconds imposed on MQTT 5 clients (Server Keep Alive); 0 accepts each client's own.",
+    }),
+    topic_alias_maximum: integer({
+      min: 0,
+      max: 65535,
+      // Mosquitto's default. Each alias holds a topic for the life of the connection, so this bounds that memory.
+      default: 10,
+      doc: "Topic aliases an MQTT 5 client may set on one connection; 0 disables inbound aliases.",
+    }),
+    retain_available: boolean({
+      default: true,
+      doc: "Accept retained messages; when false a PUBLISH with RETAIN set closes the connection.",
+    }),
+    wildcard_subscriptions: boolean({
+      default: true,
+      doc: "Accept topic filters with + or #; when false they are refused in SUBACK.",
+    }),
+    subscription_identifiers: boolean({
+      default: true,
+      doc:
+        "Accept MQTT 5 subscription identifiers; when false a SUBSCRIBE carrying one closes the connection.",
+    }),
+    shared_subscriptions: boolean({
+      default: true,
+      doc: "Accept $share/{group}/{filter} subscriptions; when false they are refused in SUBACK.",
+    }),
+    shared_subscription_strategy: oneOf({
+      values: ["round_robin", "least_inflight"],
+      default: "round_robin",
+      doc:
+        "Which member of a shared group gets a message: round_robin, or least_inflight (fewest unacknowledged).",
+    }),
+    response_information: string({
+      default: "",
+      allowEmpty: true,
+      doc: "Response Information sent to MQTT 5 clients that request it; empty sends none.",
     }),
   }),
   limits: section("Caps that keep one client or a flood of clients from exhausting the broker.", {
@@ -215,14 +259,14 @@ export const SCHEMA = section("", {
       max: 10_000_000,
       default: 100_000,
       doc:
-        "Sessions (online and offline) at most; a client that would create one more gets CONNACK 'server unavailable'.",
+        "Sessions (online and offline) at most; one more gets CONNACK 'server unavailable' (MQTT 5: 'quota exceeded').",
     }),
     max_packet_size: integer({
       min: 16,
       max: 268_435_460,
       default: 1_048_576,
       doc:
-        "Largest packet accepted from a client, in bytes, header included; larger ones close the connection.",
+        "Largest packet a client may send, in bytes, header included (MQTT 5 clients are told); larger ones close it.",
     }),
     max_inflight_messages: integer({
       min: 1,
@@ -230,7 +274,8 @@ export const SCHEMA = section("", {
       // EMQX's default. Mosquitto's 20 made the window, not the CPU, the limit of a QoS 1 subscriber (fan-in
       // 8: 166-195k msg/s at 20, 226-241k at 32); resending only on reconnect keeps a larger window cheap.
       default: 32,
-      doc: "QoS 1 and 2 messages sent to one client and not yet acknowledged, at most.",
+      doc:
+        "Unacknowledged QoS 1/2 messages per client, each way: the outbound window, and MQTT 5's Receive Maximum.",
     }),
     max_queued_messages: integer({
       min: 1,

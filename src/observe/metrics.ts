@@ -14,11 +14,15 @@ export interface Metrics {
   droppedWriteBufferFull: number;
   /** QoS 1/2 deliveries dropped because the session queue was full. */
   droppedQueueFull: number;
+  /** Deliveries dropped because they exceeded the client's Maximum Packet Size (MQTT 5.0). */
+  droppedTooLarge: number;
+  /** Deliveries dropped because their Message Expiry Interval had run out (MQTT 5.0). */
+  droppedExpired: number;
   /** Client publishes to `$SYS/...`, which only the broker may publish. */
   droppedSysTopic: number;
   /** Retained messages refused because `limits.max_retained_messages` was reached. */
   retainedRefused: number;
-  /** Offline persistent sessions discarded after `mqtt.session_expiry`. */
+  /** Offline sessions discarded when their expiry interval ran out. */
   sessionsExpired: number;
 }
 
@@ -31,6 +35,8 @@ export function createMetrics(): Metrics {
     messagesSent: 0,
     droppedWriteBufferFull: 0,
     droppedQueueFull: 0,
+    droppedTooLarge: 0,
+    droppedExpired: 0,
     droppedSysTopic: 0,
     retainedRefused: 0,
     sessionsExpired: 0,

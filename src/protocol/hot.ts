@@ -1,14 +1,22 @@
 /**
- * The packets on the hot path, read and written by hand for MQTT 3.1/3.1.1: PUBLISH, the four QoS
- * acknowledgements, PINGREQ and DISCONNECT. Nearly every packet a busy broker sees is one of these, and going
- * through mqtt-packet for them cost more than the rest of the broker (Node Buffer construction, a BufferList
- * and debug calls per packet; see docs/performance.md). Everything else still goes through mqtt-packet.
- * tests/unit/codec.test.ts checks both directions against mqtt-packet.
+ * The packets on the hot path, read and written by hand for MQTT 3.1, 3.1.1 and 5.0: PUBLISH, the four QoS
+ * acknowledgements and PINGREQ. Nearly every packet a busy broker sees is one of these, and going through
+ * mqtt-packet for them cost more than the rest of the broker (Node Buffer construction, a BufferList and debug
+ * calls per packet; see docs/performance.md). The MQTT 3.1.1 PUBLISH path allocates nothing but the packet
+ * object and two views; MQTT 5.0 adds its property block. tests/unit/codec.test.ts and v5codec.test.ts check
+ * both directions against mqtt-packet.
  */
 
 import type { QoS } from "./codec.ts";
 import { type DecodeError, malformed } from "./decode_error.ts";
+import { decodeString, varIntLength, writeVarInt } from "./fields.ts";
 import { fixedHeaderLength } from "./frame.ts";
+import { type Properties, propertyBlockLength, propertyBody, readProperties } from "./properties.ts";
+
+export { decodeString, varIntLength, writeVarInt } from "./fields.ts";
+// The other encoders the broker writes with, re-exported so one import serves a connection's replies.
+export { encodeAuth, encodeDisconnect } from "./control.ts";
+export { encodeUnsuback } from "./subscribe.ts";
 
 /** A decoded PUBLISH. `frame` and `topicBytes` let the broker forward the bytes it received. */
 export interface PublishPacket {
@@ -24,6 +32,18 @@ export interface PublishPacket {
   messageId?: number;
   /** The whole packet as received, header included. */
   frame: Uint8Array;
+  /** MQTT 5.0 only, as received (0 included: the broker answers it with 0x94). */
+  topicAlias?: number;
+  /** MQTT 5.0 only. */
+  messageExpiryInterval?: number;
+  /** MQTT 5.0 only. */
+  payloadFormatIndicator?: number;
+  /**
+   * MQTT 5.0 only: the raw bytes (identifier + value) of Payload Format Indicator, Content Type, Response
+   * Topic, Correlation Data and User Properties in the order received, to forward untouched [MQTT-3.3.2-17,
+   * MQTT-3.3.2-18, MQTT-3.3.2-20]. Undefined when there are none.
+   */
+  forward?: Uint8Array;
 }
 
 export type AckType = "puback" | "pubrec" | "pubrel" | "pubcomp";
@@ -31,46 +51,73 @@ export type AckType = "puback" | "pubrec" | "pubrel" | "pubcomp";
 export interface AckPacket {
   cmd: AckType;
   messageId: number;
+  /** 0 in MQTT 3.1/3.1.1, and in MQTT 5.0 when the remaining length is 2. */
+  reasonCode: number;
+  /** MQTT 5.0 only, when the packet has a property block. */
+  properties?: Properties;
 }
 
-export type HotPacket = PublishPacket | AckPacket | { cmd: "pingreq" } | { cmd: "disconnect" };
+export type HotPacket = PublishPacket | AckPacket | { cmd: "pingreq" };
 
 const ACK_TYPES: Record<number, AckType> = { 4: "puback", 5: "pubrec", 6: "pubrel", 7: "pubcomp" };
 /** First byte of each acknowledgement; PUBREL's reserved flags are 0010 [MQTT-3.6.1-1]. */
 const ACK_FIRST_BYTE = { puback: 0x40, pubrec: 0x50, pubrel: 0x62, pubcomp: 0x70, unsuback: 0xb0 } as const;
 
+/** MQTT 5.0 reason codes each acknowledgement may carry (sections 3.4.2.1, 3.5.2.1, 3.6.2.1, 3.7.2.1). */
+const PUBACK_CODES = new Set([0x00, 0x10, 0x80, 0x83, 0x87, 0x90, 0x91, 0x97, 0x99]);
+const PUBREL_CODES = new Set([0x00, 0x92]);
+const ACK_CODES: Record<AckType, Set<number>> = {
+  puback: PUBACK_CODES,
+  pubrec: PUBACK_CODES,
+  pubrel: PUBREL_CODES,
+  pubcomp: PUBREL_CODES,
+};
+
 /**
- * Decodes a hot packet from a whole frame; undefined for the packet types it does not handle. The caller
- * has already checked the remaining length of the fixed-size ones.
+ * Decodes a hot packet from a whole frame; undefined for the packet types it does not handle. In MQTT
+ * 3.1/3.1.1 the caller has already checked the remaining length of the fixed-size ones.
  */
-export function decodeHot(frame: Uint8Array): HotPacket | DecodeError | undefined {
+export function decodeHot(frame: Uint8Array, v5 = false): HotPacket | DecodeError | undefined {
   const type = frame[0] >> 4;
   switch (type) {
     case 3:
-      return decodePublish(frame);
+      return decodePublish(frame, v5);
     case 4:
     case 5:
     case 6:
-    case 7: {
-      const cmd = ACK_TYPES[type];
-      if (frame[0] !== ACK_FIRST_BYTE[cmd]) {
-        return malformed(`reserved flag bits of ${cmd.toUpperCase()} are wrong`);
-      }
-      const messageId = (frame[2] << 8) | frame[3];
-      return messageId ? { cmd, messageId } : malformed("packet identifier must not be 0");
-    }
+    case 7:
+      return decodeAck(frame, ACK_TYPES[type], v5);
     case 12:
-      return frame[0] === 0xc0 ? { cmd: "pingreq" } : malformed("reserved flag bits of PINGREQ are wrong");
-    case 14:
-      return frame[0] === 0xe0
-        ? { cmd: "disconnect" }
-        : malformed("reserved flag bits of DISCONNECT are wrong");
+      if (frame[0] !== 0xc0) return malformed("reserved flag bits of PINGREQ are wrong");
+      return frame[1] === 0 ? { cmd: "pingreq" } : malformed("PINGREQ must have a remaining length of 0");
     default:
       return undefined;
   }
 }
 
-function decodePublish(frame: Uint8Array): PublishPacket | DecodeError {
+function decodeAck(frame: Uint8Array, cmd: AckType, v5: boolean): AckPacket | DecodeError {
+  if (frame[0] !== ACK_FIRST_BYTE[cmd]) {
+    return malformed(`reserved flag bits of ${cmd.toUpperCase()} are wrong`);
+  }
+  const at = fixedHeaderLength(frame);
+  if (frame.length < at + 2) return malformed(`${cmd.toUpperCase()} is too short for a packet identifier`);
+  const messageId = (frame[at] << 8) | frame[at + 1];
+  if (!messageId) return malformed("packet identifier must not be 0");
+  // MQTT 3.1/3.1.1: the caller checked the remaining length is 2. MQTT 5.0: the reason code and then the
+  // property block may each be left out [MQTT-3.4.2-1 and the sections of the other acks].
+  if (!v5 || frame.length === at + 2) return { cmd, messageId, reasonCode: 0 };
+  const reasonCode = frame[at + 2];
+  if (!ACK_CODES[cmd].has(reasonCode)) {
+    return malformed(`0x${reasonCode.toString(16)} is not a reason code of ${cmd.toUpperCase()}`);
+  }
+  if (frame.length === at + 3) return { cmd, messageId, reasonCode };
+  const block = readProperties(frame, at + 3, "ack");
+  if ("kind" in block) return block;
+  if (block.end !== frame.length) return malformed(`${cmd.toUpperCase()} has bytes after its properties`);
+  return { cmd, messageId, reasonCode, properties: block.properties };
+}
+
+function decodePublish(frame: Uint8Array, v5: boolean): PublishPacket | DecodeError {
   const flags = frame[0];
   const qos = (flags >> 1) & 3;
   if (qos === 3) return malformed("Packet must not have both QoS bits set to 1");
@@ -91,61 +138,55 @@ function decodePublish(frame: Uint8Array): PublishPacket | DecodeError {
     if (!messageId) return malformed("packet identifier must not be 0");
     at += 2;
   }
+  if (!v5) {
+    return {
+      cmd: "publish",
+      topic,
+      topicBytes,
+      payload: frame.subarray(at),
+      qos: qos as QoS,
+      retain: (flags & 0x01) !== 0,
+      dup,
+      messageId,
+      frame,
+    };
+  }
+  const block = readProperties(frame, at, "publish");
+  if ("kind" in block) return block;
+  const properties = block.properties;
+  // The empty topic is allowed here: with a Topic Alias the broker resolves it [MQTT-3.3.2-8].
   return {
     cmd: "publish",
     topic,
     topicBytes,
-    payload: frame.subarray(at),
+    payload: frame.subarray(block.end),
     qos: qos as QoS,
     retain: (flags & 0x01) !== 0,
     dup,
     messageId,
     frame,
+    topicAlias: properties.topicAlias,
+    messageExpiryInterval: properties.messageExpiryInterval,
+    payloadFormatIndicator: properties.payloadFormatIndicator,
+    forward: block.forward,
   };
-}
-
-const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
-/** Longer ASCII strings go through TextDecoder rather than one huge argument list. */
-const MAX_CHAR_CODE_ARGS = 4096;
-
-/**
- * An MQTT UTF-8 string field: well-formed UTF-8 [MQTT-1.5.3-1] without U+0000 [MQTT-1.5.3-2]. Topics are
- * nearly always ASCII, which is decoded without a call into the runtime's TextDecoder.
- */
-export function decodeString(bytes: Uint8Array, start: number, end: number): string | DecodeError {
-  let ascii = true;
-  for (let i = start; i < end; i++) {
-    const byte = bytes[i];
-    if (byte === 0) return malformed("string contains U+0000 [MQTT-1.5.3-2]");
-    if (byte >= 0x80) {
-      ascii = false;
-      break;
-    }
-  }
-  if (ascii && end - start <= MAX_CHAR_CODE_ARGS) {
-    // A typed array is a valid argument list; the cast only satisfies the number[] signature.
-    return String.fromCharCode.apply(null, bytes.subarray(start, end) as unknown as number[]);
-  }
-  let text: string;
-  try {
-    text = strictUtf8.decode(bytes.subarray(start, end));
-  } catch {
-    return malformed("string is not well-formed UTF-8 [MQTT-1.5.3-1]");
-  }
-  return text.includes("\u0000") ? malformed("string contains U+0000 [MQTT-1.5.3-2]") : text;
 }
 
 /**
  * Encodes a PUBLISH from its topic bytes. For QoS 1 and 2 the packet id is written as 0: `withPacketId`
- * copies the bytes and patches it, so a message encoded once serves every subscriber.
+ * copies the bytes and patches it, so a message encoded once serves every subscriber. With `properties` (a
+ * body from encodeProperties, possibly empty) it is the MQTT 5.0 form, the property block after the packet
+ * id; without, the MQTT 3.1/3.1.1 form.
  */
 export function encodePublish(
   topicBytes: Uint8Array,
   payload: Uint8Array,
   qos: QoS,
   retain: boolean,
+  properties?: Uint8Array,
 ): Uint8Array {
-  const remaining = 2 + topicBytes.length + (qos > 0 ? 2 : 0) + payload.length;
+  const block = properties ? propertyBlockLength(properties) : 0;
+  const remaining = 2 + topicBytes.length + (qos > 0 ? 2 : 0) + block + payload.length;
   const out = new Uint8Array(1 + varIntLength(remaining) + remaining);
   out[0] = publishFirstByte(qos, retain);
   let at = writeVarInt(out, 1, remaining);
@@ -153,6 +194,11 @@ export function encodePublish(
   out[at++] = topicBytes.length & 0xff;
   out.set(topicBytes, at);
   at += topicBytes.length + (qos > 0 ? 2 : 0); // the packet id bytes are zero in a new array
+  if (properties) {
+    at = writeVarInt(out, at, properties.length);
+    out.set(properties, at);
+    at += properties.length;
+  }
   out.set(payload, at);
   return out;
 }
@@ -172,29 +218,31 @@ export function withPacketId(encoded: Uint8Array, packetId: number, dup = false)
   return copy;
 }
 
-/** An acknowledgement that is only a packet id in MQTT 3.1.1. */
-export function encodeAck(type: keyof typeof ACK_FIRST_BYTE, packetId: number): Uint8Array {
-  const out = new Uint8Array(4);
+/**
+ * An acknowledgement. Reason code 0 without properties is the 4-byte form, valid in every version (MQTT
+ * 5.0 lets both be left out [MQTT-3.4.2-1]); otherwise the MQTT 5.0 form: the reason code, then the property
+ * block only if there are properties.
+ */
+export function encodeAck(
+  type: keyof typeof ACK_FIRST_BYTE,
+  packetId: number,
+  reasonCode = 0,
+  properties?: Properties,
+): Uint8Array {
+  const body = propertyBody(properties);
+  const remaining = body.length > 0 ? 3 + propertyBlockLength(body) : reasonCode !== 0 ? 3 : 2;
+  const out = new Uint8Array(1 + varIntLength(remaining) + remaining);
   out[0] = ACK_FIRST_BYTE[type];
-  out[1] = 2;
-  out[2] = packetId >> 8;
-  out[3] = packetId & 0xff;
+  let at = writeVarInt(out, 1, remaining);
+  out[at++] = packetId >> 8;
+  out[at++] = packetId & 0xff;
+  if (remaining === 2) return out;
+  out[at++] = reasonCode;
+  if (body.length > 0) {
+    at = writeVarInt(out, at, body.length);
+    out.set(body, at);
+  }
   return out;
 }
 
 export const PINGRESP: Uint8Array = Uint8Array.of(0xd0, 0x00);
-
-export function varIntLength(value: number): number {
-  return value < 128 ? 1 : value < 16384 ? 2 : value < 2097152 ? 3 : 4;
-}
-
-/** Writes MQTT's variable byte integer at `at`; returns the index after it. */
-export function writeVarInt(out: Uint8Array, at: number, value: number): number {
-  do {
-    let byte = value % 128;
-    value = Math.floor(value / 128);
-    if (value > 0) byte |= 0x80;
-    out[at++] = byte;
-  } while (value > 0);
-  return at;
-}

@@ -22,3 +22,33 @@ export function isValidTopicFilter(filter: string): boolean {
   }
   return true;
 }
+
+/** A filter as a SUBSCRIBE names it: a plain filter, or a shared one with its group (MQTT 5.0 section 4.8.2). */
+export type ParsedFilter = { filter: string; group: string | undefined } | { invalid: string };
+
+const SHARE_PREFIX = "$share/";
+
+/**
+ * Splits `$share/{group}/{filter}`; any other string is a plain filter. The group name must be non-empty and
+ * free of `/`, `+` and `#`, and be followed by `/` and a valid filter [MQTT-4.8.2-1, MQTT-4.8.2-2].
+ */
+export function parseFilter(text: string): ParsedFilter {
+  if (!text.startsWith(SHARE_PREFIX)) {
+    return isValidTopicFilter(text)
+      ? { filter: text, group: undefined }
+      : { invalid: "invalid topic filter" };
+  }
+  const slash = text.indexOf("/", SHARE_PREFIX.length);
+  const group = text.slice(SHARE_PREFIX.length, slash < 0 ? undefined : slash);
+  if (group.length === 0 || group.includes("+") || group.includes("#")) {
+    return { invalid: "invalid shared subscription group name" };
+  }
+  if (slash < 0) return { invalid: "shared subscription has no topic filter after its group" };
+  const filter = text.slice(slash + 1);
+  return isValidTopicFilter(filter) ? { filter, group } : { invalid: "invalid topic filter" };
+}
+
+/** True if the filter has a `+` or `#` level. */
+export function hasWildcard(filter: string): boolean {
+  return filter.includes("+") || filter.includes("#");
+}

@@ -6,7 +6,7 @@
 
 import { type Config, DEFAULT_CONFIG } from "../../src/config/schema.ts";
 import { createLogger } from "../../src/observe/log.ts";
-import { type Server, startServer } from "../../src/server.ts";
+import { type Server, type ServerOptions, startServer } from "../../src/server.ts";
 import { until } from "./wait.ts";
 
 /** Config sections with every field optional, for overrides. */
@@ -33,7 +33,11 @@ export interface TestBroker extends AsyncDisposable {
   disconnected(clientId: string, reason?: string): Promise<void>;
 }
 
-export async function startBroker(overrides: ConfigOverrides = {}): Promise<TestBroker> {
+/** `options` reach startServer as they are (enhanced authenticators, for instance). */
+export async function startBroker(
+  overrides: ConfigOverrides = {},
+  options: ServerOptions = {},
+): Promise<TestBroker> {
   const config = structuredClone(DEFAULT_CONFIG) as Config;
   for (const [section, values] of Object.entries(overrides)) {
     if (section === "listeners") continue;
@@ -41,7 +45,7 @@ export async function startBroker(overrides: ConfigOverrides = {}): Promise<Test
   }
   config.listeners = [{ type: "tcp", host: "127.0.0.1", port: 0 }];
   const logs: string[] = [];
-  const server = await startServer(config, createLogger("debug", (line) => logs.push(line)));
+  const server = await startServer(config, createLogger("debug", (line) => logs.push(line)), options);
   const sessions = server.broker.sessions;
   const stop = () => server.stop();
   const loggedDisconnect = (clientId: string, reason?: string) =>

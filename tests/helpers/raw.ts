@@ -34,9 +34,12 @@ export class RawClient implements AsyncDisposable {
   #readLoop: Promise<void>;
   #connack: MP.IConnackPacket | null = null;
   #lastPacketId = 0;
+  /** The protocol level packets are encoded and decoded at. */
+  readonly version: 3 | 4 | 5;
 
   private constructor(conn: Deno.TcpConn, version: 3 | 4 | 5) {
     this.#conn = conn;
+    this.version = version;
     this.#parser = mqttPacket.parser({ protocolVersion: version });
     this.#parser.on("packet", (packet: Packet) => {
       this.#packets.push(packet);
@@ -182,8 +185,8 @@ export class RawClient implements AsyncDisposable {
     return await this.closedByBroker(ms);
   }
 
-  /** Sends one packet, encoded by mqtt-packet as MQTT `version` (3.1.1 by default). */
-  async send(packet: Packet, version: 3 | 4 | 5 = 4): Promise<void> {
+  /** Sends one packet, encoded by mqtt-packet as MQTT `version` (the level the client was opened at). */
+  async send(packet: Packet, version: 3 | 4 | 5 = this.version): Promise<void> {
     await this.sendBytes(mqttPacket.generate(packet, { protocolVersion: version }));
   }
 

@@ -121,7 +121,7 @@ Deno.test("codec: the hand-written PUBLISH and ack decoder reads what mqtt-packe
   }
   for (const cmd of ["puback", "pubrec", "pubrel", "pubcomp"] as const) {
     const frame = mqttPacket.generate({ cmd, messageId: 4242 });
-    assert.deepEqual(ours(frame), { cmd, messageId: 4242 });
+    assert.deepEqual(ours(frame), { cmd, messageId: 4242, reasonCode: 0 });
   }
 });
 

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { Router } from "../../src/broker/router.ts";
+import { Router, type Subscription } from "../../src/broker/router.ts";
 import { Session } from "../../src/broker/session.ts";
 import { MemoryRetainedStore } from "../../src/store/memory.ts";
 import type { Message } from "../../src/broker/message.ts";
@@ -56,13 +56,20 @@ const TOPICS = [
   "a/b/c/d",
 ];
 
+/** A plain (or, with `group`, shared) subscription with default options. */
+function sub(filter: string, qos: 0 | 1 | 2 = 0, group?: string): Subscription {
+  return { filter, qos, noLocal: false, retainAsPublished: false, retainHandling: 0, id: undefined, group };
+}
+
+const noGroups = () => assert.fail("no shared group expected");
+
 Deno.test("router: matches exactly what the spec's rules match, for a grid of filters and topics", () => {
   const router = new Router();
-  const sessions = new Map(FILTERS.map((f) => [f, new Session(f, false)]));
-  for (const [filter, session] of sessions) router.add(filter, session, { qos: 0 });
+  const sessions = new Map(FILTERS.map((f) => [f, new Session(f, 0)]));
+  for (const [filter, session] of sessions) router.add(session, sub(filter));
   for (const topic of TOPICS) {
     const got = new Set<string>();
-    router.match(topic, (s) => got.add(s.clientId));
+    router.match(topic, (s) => got.add(s.clientId), noGroups);
     const want = new Set(FILTERS.filter((f) => oracle(f, topic)));
     assert.deepEqual(got, want, `topic ${topic}`);
   }
@@ -70,16 +77,36 @@ Deno.test("router: matches exactly what the spec's rules match, for a grid of fi
 
 Deno.test("router: remove prunes, and a removed subscription no longer matches", () => {
   const router = new Router();
-  const s = new Session("s", false);
-  router.add("a/+/c", s, { qos: 1 });
-  router.add("a/#", s, { qos: 0 });
-  router.remove("a/+/c", s);
+  const s = new Session("s", 0);
+  router.add(s, sub("a/+/c", 1));
+  router.add(s, sub("a/#", 0));
+  router.remove(s, sub("a/+/c", 1));
   const seen: number[] = [];
-  router.match("a/b/c", (_, sub) => seen.push(sub.qos));
+  router.match("a/b/c", (_, subscription) => seen.push(subscription.qos), noGroups);
   assert.deepEqual(seen, [0]);
-  router.remove("a/#", s);
-  router.remove("never/added", s);
-  router.match("a/b/c", () => assert.fail("nothing should match"));
+  router.remove(s, sub("a/#"));
+  router.remove(s, sub("never/added"));
+  router.match("a/b/c", () => assert.fail("nothing should match"), noGroups);
+});
+
+Deno.test("router: a shared group is visited once per match, beside plain subscribers, and pruned when empty", () => {
+  const router = new Router();
+  const [a, b, plain] = [new Session("a", 0), new Session("b", 0), new Session("plain", 0)];
+  router.add(a, sub("t/+", 1, "g"));
+  router.add(b, sub("t/+", 0, "g"));
+  router.add(b, sub("t/#", 0, "h"));
+  router.add(plain, sub("t/+"));
+  const groups: string[] = [];
+  const sessions: string[] = [];
+  router.match("t/x", (s) => sessions.push(s.clientId), (g) => groups.push(`${g.name}:${g.members.size}`));
+  assert.deepEqual(sessions, ["plain"]);
+  assert.deepEqual(groups.sort(), ["g:2", "h:1"]);
+  router.remove(a, sub("t/+", 1, "g"));
+  router.remove(b, sub("t/+", 0, "g"));
+  router.remove(b, sub("t/#", 0, "h"));
+  groups.length = 0;
+  router.match("t/x", () => {}, (g) => groups.push(g.name));
+  assert.deepEqual(groups, []);
 });
 
 Deno.test("retained store: filter lookups agree with the oracle; delete and replace", () => {

@@ -1,0 +1,82 @@
+/**
+ * A message's PUBLISH bytes. The parts every subscriber shares are encoded once per message and cached on it;
+ * only what differs per delivery (MQTT 5.0 Subscription Identifiers, a topic alias, the remaining expiry) makes
+ * a fresh packet.
+ */
+
+import type { QoS } from "../protocol/codec.ts";
+import { encodePublish, publishFirstByte } from "../protocol/hot.ts";
+import { encodeProperties } from "../protocol/properties.ts";
+import type { Message } from "./message.ts";
+
+const textEncoder = new TextEncoder();
+const NO_BYTES = new Uint8Array(0);
+/** Offset of the MQTT 5.0 forms in `Message.wire`, after the six MQTT 3.1.1 ones. */
+const V5_FORMS = 6;
+
+/** What one MQTT 5.0 delivery adds to the shared form. */
+export interface DeliveryProperties {
+  /** Remaining Message Expiry Interval in seconds. */
+  readonly expiry: number | undefined;
+  readonly subscriptionIds: readonly number[] | undefined;
+  /** Topic alias to send, and whether the topic goes with it (first use on this connection) or not. */
+  readonly alias: number | undefined;
+  readonly aliasOnly: boolean;
+}
+
+/**
+ * The MQTT 3.1/3.1.1 PUBLISH for this QoS and RETAIN flag, shared by every subscriber. When the message
+ * arrived as a 3.1.1 PUBLISH of the same QoS, its own bytes are used: as they are if the first byte matches too
+ * (a QoS 0 fan-out then copies nothing), else copied with the first byte changed.
+ */
+export function v3Publish(message: Message, qos: QoS, retain: boolean): Uint8Array {
+  const cache = message.wire ??= [];
+  const index = qos * 2 + (retain ? 1 : 0);
+  const cached = cache[index];
+  if (cached) return cached;
+  const first = publishFirstByte(qos, retain);
+  const { frame } = message;
+  let bytes: Uint8Array;
+  if (frame && message.qos === qos) {
+    if (frame[0] === first) {
+      bytes = frame;
+    } else {
+      bytes = frame.slice();
+      bytes[0] = first;
+    }
+  } else {
+    bytes = encodePublish(topicBytesOf(message), message.payload, qos, retain);
+  }
+  return cache[index] = bytes;
+}
+
+/** The MQTT 5.0 PUBLISH; shared and cached when the delivery adds nothing of its own. */
+export function v5Publish(
+  message: Message,
+  qos: QoS,
+  retain: boolean,
+  extra: DeliveryProperties | undefined,
+): Uint8Array {
+  if (!extra) {
+    const cache = message.wire ??= [];
+    const index = V5_FORMS + qos * 2 + (retain ? 1 : 0);
+    return cache[index] ??= encodePublish(
+      topicBytesOf(message),
+      message.payload,
+      qos,
+      retain,
+      message.properties ?? NO_BYTES,
+    );
+  }
+  const properties = encodeProperties({
+    messageExpiryInterval: extra.expiry,
+    topicAlias: extra.alias,
+    subscriptionIdentifiers: extra.subscriptionIds as number[] | undefined,
+  }, message.properties);
+  const topic = extra.aliasOnly ? NO_BYTES : topicBytesOf(message);
+  return encodePublish(topic, message.payload, qos, retain, properties);
+}
+
+function topicBytesOf(message: Message): Uint8Array {
+  return message.topicBytes ?? textEncoder.encode(message.topic);
+}
