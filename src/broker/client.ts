@@ -17,22 +17,10 @@ import {
   type SubscribePacket,
   type UnsubscribePacket,
 } from "../protocol/codec.ts";
-import {
-  type ConnectPacket,
-  decodeConnect,
-  encodeConnack,
-  encodeSuback,
-  peekProtocol,
-} from "../protocol/connect.ts";
-import {
-  type AckPacket,
-  encodeAck,
-  encodeAuth,
-  encodeDisconnect,
-  encodeUnsuback,
-  PINGRESP,
-  type PublishPacket,
-} from "../protocol/hot.ts";
+import { type ConnectPacket, decodeConnect, encodeConnack, peekProtocol } from "../protocol/connect.ts";
+import { encodeAuth, encodeDisconnect } from "../protocol/control.ts";
+import { type AckPacket, encodeAck, PINGRESP, type PublishPacket } from "../protocol/hot.ts";
+import { encodeSuback, encodeUnsuback } from "../protocol/subscribe.ts";
 import type { Properties } from "../protocol/properties.ts";
 import { CONNACK_REASON, ConnackCode } from "../protocol/codes.ts";
 import { hex, Reason, V5_CONNACK_OF_V3 } from "../protocol/reason_codes.ts";
@@ -43,9 +31,9 @@ import { announcedLimits, capExpiry } from "./limits.ts";
 import { quote } from "../observe/log.ts";
 import { type Connection, type ConnectionHandler, formatAddress } from "../transport/connection.ts";
 import type { Broker } from "./broker.ts";
-import { type Message, messageFromPublish, remainingExpiry, willFromConnect } from "./message.ts";
+import { type Message, messageFromPublish, willFromConnect } from "./message.ts";
 import { NEVER_EXPIRES, type Outlet, type PendingWill, type Session } from "./session.ts";
-import { v3Publish, v5Publish } from "./wire.ts";
+import { type PublishEncoder, V3_PUBLISH, V5PublishEncoder } from "./wire.ts";
 
 const PROTOCOL_NAMES: Record<number, string> = { 3: "MQTT 3.1", 4: "MQTT 3.1.1", 5: "MQTT 5.0" };
 /** MQTT 3.1 caps client ids at 23 characters (3.1 spec, CONNECT payload). */
@@ -77,9 +65,8 @@ export class Client implements ConnectionHandler, FrameSink, Outlet {
   #problemInformation = true;
   /** The Session Expiry Interval the client asked for in CONNECT (a 0 there cannot be changed later). */
   #askedExpiry = 0;
-  /** Outbound topic aliases, by topic, up to the client's Topic Alias Maximum. */
-  #aliasMaximum = 0;
-  #outAliases: Map<string, number> | undefined;
+  /** This connection's PUBLISH form: version, outbound topic aliases, Maximum Packet Size. */
+  #publishEncoder: PublishEncoder = V3_PUBLISH;
   /** Inbound topic aliases set by the client on this connection. */
   #inAliases: Map<number, { topic: string; bytes: Uint8Array }> | undefined;
   /** The Authentication Method of CONNECT, if the client used enhanced authentication. */
@@ -89,6 +76,7 @@ export class Client implements ConnectionHandler, FrameSink, Outlet {
   #assigned = false;
   /** Frames that arrived while an authentication step was running, to be handled after it. */
   #held: Uint8Array[] | undefined;
+  #heldBytes = 0;
 
   /** `onClose` runs once when the connection is over, whoever ended it. */
   constructor(broker: Broker, conn: Connection, onClose: (client: Client) => void) {
@@ -150,25 +138,7 @@ export class Client implements ConnectionHandler, FrameSink, Outlet {
     retain: boolean,
     subscriptionIds: readonly number[] | undefined,
   ): Uint8Array | null {
-    if (this.#version !== 5) return v3Publish(message, qos, retain);
-    const expiry = remainingExpiry(message, message.expiresAt === undefined ? 0 : performance.now());
-    let alias: number | undefined;
-    let aliasOnly = false;
-    if (this.#aliasMaximum > 0) {
-      const aliases = this.#outAliases ??= new Map();
-      alias = aliases.get(message.topic);
-      if (alias !== undefined) aliasOnly = true;
-      else if (aliases.size < this.#aliasMaximum) alias = aliases.size + 1;
-    }
-    const extra = expiry === undefined && subscriptionIds === undefined && alias === undefined
-      ? undefined
-      : { expiry, subscriptionIds, alias, aliasOnly };
-    const bytes = v5Publish(message, qos, retain, extra);
-    // A packet the client would refuse is dropped as if delivered [MQTT-3.1.2-25]; an alias is only taken
-    // by a packet that is sent.
-    if (bytes.length > this.#maxPacketSize) return null;
-    if (alias !== undefined && !aliasOnly) this.#outAliases!.set(message.topic, alias);
-    return bytes;
+    return this.#publishEncoder.encode(message, qos, retain, subscriptionIds);
   }
 
   takeOver(): void {
@@ -189,7 +159,13 @@ export class Client implements ConnectionHandler, FrameSink, Outlet {
   /** FrameSink: one whole packet from the FrameReader; false once the connection is closed. */
   frame(frame: Uint8Array): boolean {
     if (this.#state === "authenticating" && this.#auth?.busy) {
-      (this.#held ??= []).push(frame);
+      // A client should wait for the exchange; one that floods instead is not buffered without bound.
+      this.#heldBytes += frame.length;
+      if (this.#heldBytes > this.#broker.config.limits.max_packet_size) {
+        this.#fail(Reason.protocolError, "too much data sent before authentication completed");
+      } else {
+        (this.#held ??= []).push(frame);
+      }
     } else if (this.#state === "connecting") {
       this.#connect(frame);
     } else {
@@ -267,7 +243,7 @@ export class Client implements ConnectionHandler, FrameSink, Outlet {
         config.limits.max_inflight_messages,
         properties.receiveMaximum ?? DEFAULT_RECEIVE_MAXIMUM,
       );
-      this.#aliasMaximum = properties.topicAliasMaximum ?? 0;
+      this.#publishEncoder = new V5PublishEncoder(this.#maxPacketSize, properties.topicAliasMaximum ?? 0);
     }
 
     const will = connect.will;
@@ -589,7 +565,9 @@ export class Client implements ConnectionHandler, FrameSink, Outlet {
   checkSilence(now: number): void {
     if (this.#silenceLimit === 0 || now - this.#lastActivity < this.#silenceLimit) return;
     if (this.#state !== "connected") {
-      this.#fail(Reason.protocolError, `no CONNECT within ${this.#broker.config.mqtt.connect_timeout}s`);
+      const timeout = this.#broker.config.mqtt.connect_timeout;
+      const what = this.#state === "connecting" ? "no CONNECT" : "authentication not completed";
+      this.#fail(Reason.protocolError, `${what} within ${timeout}s`);
     } else {
       this.#fail(
         Reason.keepAliveTimeout,

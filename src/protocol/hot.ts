@@ -11,12 +11,13 @@ import type { QoS } from "./codec.ts";
 import { type DecodeError, malformed } from "./decode_error.ts";
 import { decodeString, varIntLength, writeVarInt } from "./fields.ts";
 import { fixedHeaderLength } from "./frame.ts";
-import { type Properties, propertyBlockLength, propertyBody, readProperties } from "./properties.ts";
-
-export { decodeString, varIntLength, writeVarInt } from "./fields.ts";
-// The other encoders the broker writes with, re-exported so one import serves a connection's replies.
-export { encodeAuth, encodeDisconnect } from "./control.ts";
-export { encodeUnsuback } from "./subscribe.ts";
+import {
+  type Properties,
+  propertyBlockLength,
+  propertyBody,
+  readProperties,
+  writePropertyBlock,
+} from "./properties.ts";
 
 /** A decoded PUBLISH. `frame` and `topicBytes` let the broker forward the bytes it received. */
 export interface PublishPacket {
@@ -194,11 +195,7 @@ export function encodePublish(
   out[at++] = topicBytes.length & 0xff;
   out.set(topicBytes, at);
   at += topicBytes.length + (qos > 0 ? 2 : 0); // the packet id bytes are zero in a new array
-  if (properties) {
-    at = writeVarInt(out, at, properties.length);
-    out.set(properties, at);
-    at += properties.length;
-  }
+  if (properties) at = writePropertyBlock(out, at, properties);
   out.set(payload, at);
   return out;
 }

@@ -5,6 +5,7 @@
 
 import { type DecodeError, malformed, protocolError } from "./decode_error.ts";
 import { decodeString, readVarInt, VARINT_TRUNCATED, varIntLength, writeVarInt } from "./fields.ts";
+import { hex } from "./reason_codes.ts";
 
 export interface Properties {
   payloadFormatIndicator?: number; // 0x01 byte
@@ -139,8 +140,6 @@ export interface PropertyBlock {
   /** "publish" and "will": the bytes of the properties forwarded untouched, or undefined if there are none. */
   forward?: Uint8Array;
 }
-
-const hex = (id: number) => `0x${id.toString(16).padStart(2, "0").toUpperCase()}`;
 
 /** Reads a property block (varint length + properties) at `at`, for a packet sent BY A CLIENT. */
 export function readProperties(

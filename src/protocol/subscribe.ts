@@ -8,7 +8,13 @@ import type { ProtocolVersion, QoS } from "./codec.ts";
 import { type DecodeError, malformed, protocolError } from "./decode_error.ts";
 import { FieldReader, varIntLength, writeVarInt } from "./fields.ts";
 import { fixedHeaderLength } from "./frame.ts";
-import { type Properties, propertyBlockLength, propertyBody, readProperties } from "./properties.ts";
+import {
+  type Properties,
+  propertyBlockLength,
+  propertyBody,
+  readProperties,
+  writePropertyBlock,
+} from "./properties.ts";
 
 export interface SubscriptionRequest {
   topic: string;
@@ -141,11 +147,7 @@ function encodeAckList(
   let at = writeVarInt(out, 1, remaining);
   out[at++] = packetId >> 8;
   out[at++] = packetId & 0xff;
-  if (properties) {
-    at = writeVarInt(out, at, properties.length);
-    out.set(properties, at);
-    at += properties.length;
-  }
+  if (properties) at = writePropertyBlock(out, at, properties);
   out.set(codes, at);
   return out;
 }
