@@ -4,14 +4,9 @@
  */
 
 import assert from "node:assert/strict";
-import { startBroker, type TestBroker } from "./helpers/broker.ts";
+import { startBroker } from "./helpers/broker.ts";
 import { connectMqttJs } from "./helpers/mqttjs.ts";
-import { MosquittoSub, mosquittoTest, runMosquittoTool } from "./helpers/mosquitto.ts";
-
-// --- Local helpers ----------------------------------------------------------------------------------------
-
-/** The broker's address arguments for a mosquitto tool. */
-const at = (broker: TestBroker) => ["-h", "127.0.0.1", "-p", String(broker.port)];
+import { at, MosquittoSub, mosquittoTest, runMosquittoTool } from "./helpers/mosquitto.ts";
 
 // --- mosquitto to mosquitto -------------------------------------------------------------------------------
 
@@ -80,20 +75,14 @@ mosquittoTest(
 
 mosquittoTest("mosquitto_sub -V mqttv31 receives a QoS 2 message from mosquitto_pub -V mqttv31", async () => {
   await using broker = await startBroker();
-  await using sub = new MosquittoSub([
-    ...at(broker),
+  await using sub = await MosquittoSub.subscribed(broker, "sub31", "old/#", [
     "-V",
     "mqttv31",
-    "-i",
-    "sub31",
     "-q",
     "2",
-    "-t",
-    "old/#",
     "-F",
     "%q %t %p",
   ]);
-  await broker.subscribed("sub31", "old/#");
   const pub = await runMosquittoTool("mosquitto_pub", [
     ...at(broker),
     "-V",
@@ -200,8 +189,7 @@ mosquittoTest(
 for (const qos of [0, 1, 2] as const) {
   mosquittoTest(`MQTT.js QoS ${qos} publish reaches mosquitto_sub -q 2 (-v output)`, async () => {
     await using broker = await startBroker();
-    await using sub = new MosquittoSub([...at(broker), "-i", "mq-sub", "-q", "2", "-t", "js/#", "-v"]);
-    await broker.subscribed("mq-sub", "js/#");
+    await using sub = await MosquittoSub.subscribed(broker, "mq-sub", "js/#", ["-q", "2", "-v"]);
     await using pub = await connectMqttJs(broker.port, { clientId: "js-pub" });
     await pub.mqtt.publishAsync(`js/qos${qos}`, `payload at qos ${qos}`, { qos });
     assert.deepEqual(await sub.lines(1), [`js/qos${qos} payload at qos ${qos}`]);
@@ -212,18 +200,7 @@ mosquittoTest(
   "[MQTT-3.8.4-6] delivered QoS is min(published, granted): mosquitto_sub -q 1 sees QoS 0, 1, 1",
   async () => {
     await using broker = await startBroker();
-    await using sub = new MosquittoSub([
-      ...at(broker),
-      "-i",
-      "q1-sub",
-      "-q",
-      "1",
-      "-t",
-      "js/#",
-      "-F",
-      "%q %t",
-    ]);
-    await broker.subscribed("q1-sub", "js/#");
+    await using sub = await MosquittoSub.subscribed(broker, "q1-sub", "js/#", ["-q", "1", "-F", "%q %t"]);
     await using pub = await connectMqttJs(broker.port, { clientId: "js-pub" });
     // One topic, so the broker keeps publish order on the way out.
     for (const qos of [0, 1, 2] as const) await pub.mqtt.publishAsync("js/t", `q${qos}`, { qos });
@@ -254,18 +231,9 @@ mosquittoTest(
     await using broker = await startBroker();
     await using watcher = await connectMqttJs(broker.port, { clientId: "watcher" });
     await watcher.mqtt.subscribeAsync("w", { qos: 1 });
-    await using doomed = new MosquittoSub([
-      ...at(broker),
-      "-i",
-      "doomed",
-      "-t",
-      "anything",
-      "--will-topic",
-      "w",
-      "--will-payload",
-      "gone",
+    await using doomed = await MosquittoSub.subscribed(broker, "doomed", "anything", [
+      ...["--will-topic", "w", "--will-payload", "gone"],
     ]);
-    await broker.subscribed("doomed", "anything");
     assert.equal(watcher.messages.length, 0);
     doomed.kill("SIGKILL");
     assert.equal((await doomed.status).signal, "SIGKILL");
@@ -281,22 +249,9 @@ mosquittoTest(
     await using watcher = await connectMqttJs(broker.port, { clientId: "watcher" });
     await watcher.mqtt.subscribeAsync("w", { qos: 1 });
     await watcher.mqtt.subscribeAsync("done", { qos: 1 });
-    await using child = new MosquittoSub([
-      ...at(broker),
-      "-i",
-      "polite",
-      "-t",
-      "done",
-      "-C",
-      "1",
-      "-W",
-      "5",
-      "--will-topic",
-      "w",
-      "--will-payload",
-      "gone",
+    await using child = await MosquittoSub.subscribed(broker, "polite", "done", [
+      ...["-C", "1", "-W", "5", "--will-topic", "w", "--will-payload", "gone"],
     ]);
-    await broker.subscribed("polite", "done");
     await watcher.mqtt.publishAsync("done", "bye", { qos: 1 });
     const output = await child.finished();
     assert.equal(output.code, 0, output.stderr);

@@ -179,9 +179,9 @@ Deno.test("[MQTT-3.8.4-3] subscribing again to the same filter re-sends the reta
   await using broker = await startBroker();
   await retain(broker, [["again", "retained", 2]]);
   await using sub = await RawClient.connected(broker.port, { clientId: "sub" });
-  assert.deepEqual(await sub.subscribe([["again", 0]], 1), [0]);
+  assert.deepEqual(await sub.subscribe([["again", 0]], { messageId: 1 }), [0]);
   assert.deepEqual(described(await sub.ping()), ["again=retained qos=0 retain=true"]);
-  assert.deepEqual(await sub.subscribe([["again", 1]], 2), [1]);
+  assert.deepEqual(await sub.subscribe([["again", 1]], { messageId: 2 }), [1]);
   assert.deepEqual(described(await sub.ping()), ["again=retained qos=1 retain=true"]);
 });
 

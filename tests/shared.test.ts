@@ -6,77 +6,13 @@
  */
 
 import assert from "node:assert/strict";
-import type * as MP from "mqtt-packet";
 import { startBroker, type TestBroker } from "./helpers/broker.ts";
 import { connectMqttJs, type TestClient } from "./helpers/mqttjs.ts";
-import { type Packet, type Publish, RawClient, summary } from "./helpers/raw.ts";
+import { type Publish, RawClient } from "./helpers/raw.ts";
+import { assertAlive, assertServerDisconnect, bystander, connect5, subscriber5 } from "./helpers/v5.ts";
 import { until, WAIT_MS } from "./helpers/wait.ts";
 
 // --- Local helpers ------------------------------------------------------------------------------------------
-
-/** A v5 client connected as `clientId` (clean start, session ends at disconnect), CONNACK 0 asserted. */
-async function connect5(
-  broker: TestBroker,
-  clientId: string,
-  fields: Partial<MP.IConnectPacket> = {},
-): Promise<RawClient> {
-  const client = await RawClient.open(broker.port, 5);
-  try {
-    const connack = await client.connect({ protocolVersion: 5, clientId, ...fields });
-    assert.equal(connack.reasonCode, 0, `CONNACK reason code for ${clientId}`);
-  } catch (error) {
-    await client.close();
-    throw error;
-  }
-  return client;
-}
-
-let lastPacketId = 0;
-
-/** Sends a v5 SUBSCRIBE and returns its SUBACK's reason codes. */
-async function subscribe5(client: RawClient, subscriptions: MP.ISubscription[]): Promise<number[]> {
-  const messageId = lastPacketId = lastPacketId % 0xffff + 1;
-  await client.send({ cmd: "subscribe", messageId, subscriptions });
-  const suback = await client.expect("suback");
-  assert.equal(suback.messageId, messageId, "SUBACK carries the SUBSCRIBE's packet id");
-  return suback.granted as number[];
-}
-
-/** A v5 client subscribed to `filter` at `qos`, granted. */
-async function member5(
-  broker: TestBroker,
-  clientId: string,
-  filter: string,
-  qos: MP.QoS,
-): Promise<RawClient> {
-  const client = await connect5(broker, clientId);
-  try {
-    assert.deepEqual(await subscribe5(client, [{ topic: filter, qos }]), [qos], `${clientId} granted`);
-  } catch (error) {
-    await client.close();
-    throw error;
-  }
-  return client;
-}
-
-/** Sends a v5 UNSUBSCRIBE and returns its UNSUBACK's reason codes. */
-async function unsubscribe5(client: RawClient, topics: string[]): Promise<number[]> {
-  const messageId = lastPacketId = lastPacketId % 0xffff + 1;
-  await client.send({ cmd: "unsubscribe", messageId, unsubscriptions: topics });
-  const unsuback = await client.expect("unsuback");
-  assert.equal(unsuback.messageId, messageId);
-  return (unsuback as unknown as { granted: number[] }).granted;
-}
-
-/** The next packet must be a PUBLISH of `payload` on `topic`; returns it (not acknowledged). */
-async function expectPublish(client: RawClient, topic: string, payload: string): Promise<Publish> {
-  const packet = await client.next();
-  const seen = JSON.stringify(summary(packet));
-  assert.equal(packet.cmd, "publish", `expected PUBLISH, got ${seen}`);
-  const publish = packet as Publish;
-  assert.deepEqual([publish.topic, publish.payload.toString()], [topic, payload], `got ${seen}`);
-  return publish;
-}
 
 /**
  * Which of `members` got the one PUBLISH just routed: pings each in turn (a PINGRESP comes after anything
@@ -94,21 +30,6 @@ async function whoGotIt(members: RawClient[]): Promise<[index: number, publish: 
     }
     if (Date.now() > deadline) throw new Error("no member of the group got the message");
   }
-}
-
-/** The broker must send one DISCONNECT with `reasonCode` and close the connection. */
-async function assertDisconnected(client: RawClient, reasonCode: number): Promise<void> {
-  const packets: Packet[] = await client.closedByBroker();
-  assert.deepEqual(packets.map((p) => p.cmd), ["disconnect"], "a DISCONNECT, then the socket closes");
-  assert.equal((packets[0] as MP.IDisconnectPacket).reasonCode, reasonCode, "DISCONNECT reason code");
-}
-
-/** Another client still gets through the broker after a violation. */
-async function assertBrokerStillWorks(broker: TestBroker): Promise<void> {
-  await using sub = await member5(broker, "bystander-sub", "still/works", 1);
-  await using pub = await connect5(broker, "bystander-pub");
-  await pub.publishAcked("still/works", "yes", { qos: 1 });
-  await expectPublish(sub, "still/works", "yes");
 }
 
 /** An MQTT.js 5.0 client subscribed to `filters` at QoS 1, each granted. */
@@ -143,7 +64,7 @@ Deno.test("section 4.8.2: $share: each message reaches exactly one member of eac
       // Every client also holds a plain subscription to "end": the marker that says all N have been routed.
       members[id] = await mqttJsMember(broker, id, [filter, "end"]);
     }
-    await using pub = await connect5(broker, "pub");
+    await using pub = await connect5(broker.port, "pub");
     for (let n = 0; n < N; n++) await pub.publishAcked(`jobs/${n}`, `job ${n}`, { qos: 1 });
     await pub.publishAcked("end", "end", { qos: 1 });
     for (const member of Object.values(members)) {
@@ -165,10 +86,10 @@ Deno.test("section 4.8.2: $share: each message reaches exactly one member of eac
 
 Deno.test("least_inflight: a message goes to the member with the fewest unacknowledged messages", async () => {
   await using broker = await startBroker({ mqtt: { shared_subscription_strategy: "least_inflight" } });
-  await using a = await member5(broker, "a", "$share/g/work", 1);
-  await using b = await member5(broker, "b", "$share/g/work", 1);
+  await using a = await subscriber5(broker.port, "a", [["$share/g/work", 1]]);
+  await using b = await subscriber5(broker.port, "b", [["$share/g/work", 1]]);
   const members = [a, b];
-  await using pub = await connect5(broker, "pub");
+  await using pub = await connect5(broker.port, "pub");
 
   await pub.publishAcked("work", "m1", { qos: 1 });
   const [first, m1] = await whoGotIt(members);
@@ -189,18 +110,13 @@ Deno.test("least_inflight: a message goes to the member with the fewest unacknow
 Deno.test("a 3.1.1 client can be a member of a shared group alongside a 5.0 client", async () => {
   await using broker = await startBroker();
   await using old = await RawClient.subscriber(broker.port, { clientId: "v311" }, [["$share/g/mix", 1]]);
-  await using v5 = await member5(broker, "v5", "$share/g/mix", 1);
-  await using pub = await connect5(broker, "pub");
+  await using v5 = await subscriber5(broker.port, "v5", [["$share/g/mix", 1]]);
+  await using pub = await connect5(broker.port, "pub");
   const got: string[][] = [[], []];
   for (let n = 0; n < 4; n++) {
-    await pub.send({
-      cmd: "publish",
-      topic: "mix",
-      payload: `m${n}`,
+    await pub.publish("mix", `m${n}`, {
       qos: 1,
       messageId: n + 1,
-      retain: false,
-      dup: false,
       properties: { userProperties: { n: String(n) } },
     });
     assert.equal((await pub.expect("puback")).messageId, n + 1);
@@ -217,14 +133,14 @@ Deno.test("a 3.1.1 client can be a member of a shared group alongside a 5.0 clie
 
 Deno.test("section 3.3.1.3: no retained messages are sent on a shared subscribe (only on Non-shared ones)", async () => {
   await using broker = await startBroker();
-  await using retainer = await connect5(broker, "retainer");
+  await using retainer = await connect5(broker.port, "retainer");
   await retainer.publishAcked("r/t", "stored", { qos: 1, retain: true });
-  await using client = await connect5(broker, "member");
-  assert.deepEqual(await subscribe5(client, [{ topic: "$share/g/r/t", qos: 1, rh: 0 }]), [1]);
+  await using client = await connect5(broker.port, "member");
+  assert.deepEqual(await client.subscribe([{ topic: "$share/g/r/t", qos: 1, rh: 0 }]), [1]);
   await client.assertIdle();
   // The retained message is there: a plain subscription of the same session gets it.
-  assert.deepEqual(await subscribe5(client, [{ topic: "r/#", qos: 1 }]), [1]);
-  const retained = await expectPublish(client, "r/t", "stored");
+  assert.deepEqual(await client.subscribe([{ topic: "r/#", qos: 1 }]), [1]);
+  const retained = await client.expectPublish("r/t", "stored");
   assert.equal(retained.retain, true);
 });
 
@@ -234,48 +150,50 @@ const invalidShares = ["$share//t", "$share/g+/t", "$share/g#/t", "$share/g", "$
 
 Deno.test("[MQTT-4.8.2-1] [MQTT-4.8.2-2] invalid share names get SUBACK 0x8F at v5; the valid filter is granted", async () => {
   await using broker = await startBroker();
-  await using client = await connect5(broker, "names");
-  const granted = await subscribe5(client, [
+  await using client = await connect5(broker.port, "names");
+  const granted = await client.subscribe([
     ...invalidShares.map((topic) => ({ topic, qos: 1 as const })),
     { topic: "$share/good/t", qos: 1 },
   ]);
   assert.deepEqual(granted, [...invalidShares.map(() => 0x8f), 1]);
   await client.assertIdle();
-  await using pub = await connect5(broker, "pub");
+  await using pub = await connect5(broker.port, "pub");
   await pub.publishAcked("t", "shared", { qos: 1 });
-  await expectPublish(client, "t", "shared");
+  await client.expectPublish("t", "shared");
 });
 
 Deno.test("[MQTT-4.8.2-1] an invalid share name closes a 3.1.1 connection, like any invalid filter", async () => {
   await using broker = await startBroker();
+  await using other = await bystander(broker.port);
   for (const [n, filter] of invalidShares.entries()) {
     await using client = await RawClient.connected(broker.port, { clientId: `v311-${n}` });
     await client.send({ cmd: "subscribe", messageId: 1, subscriptions: [{ topic: filter, qos: 0 }] });
     await client.assertClosedSilently();
   }
-  await assertBrokerStillWorks(broker);
+  await assertAlive(broker, other);
 });
 
 Deno.test("[MQTT-3.8.3-4] No Local on a shared subscription is a protocol error: DISCONNECT 0x82", async () => {
   await using broker = await startBroker();
-  await using client = await connect5(broker, "nolocal");
+  await using other = await bystander(broker.port);
+  await using client = await connect5(broker.port, "nolocal");
   await client.send({
     cmd: "subscribe",
     messageId: 1,
     subscriptions: [{ topic: "$share/g/t", qos: 1, nl: true }],
   });
-  await assertDisconnected(client, 0x82);
-  await assertBrokerStillWorks(broker);
+  await assertServerDisconnect(client, 0x82);
+  await assertAlive(broker, other);
 });
 
 // --- A member that drops ------------------------------------------------------------------------------------------
 
 Deno.test("section 4.8.2: an unacknowledged QoS 1 message of a member that drops is sent to another member", async () => {
   await using broker = await startBroker();
-  const a = await member5(broker, "a", "$share/g/q", 1);
-  const b = await member5(broker, "b", "$share/g/q", 1);
+  const a = await subscriber5(broker.port, "a", [["$share/g/q", 1]]);
+  const b = await subscriber5(broker.port, "b", [["$share/g/q", 1]]);
   try {
-    await using pub = await connect5(broker, "pub");
+    await using pub = await connect5(broker.port, "pub");
     await pub.publishAcked("q", "orphan", { qos: 1 });
     const [index, orphan] = await whoGotIt([a, b]);
     assert.equal(orphan.payload.toString(), "orphan");
@@ -285,13 +203,13 @@ Deno.test("section 4.8.2: an unacknowledged QoS 1 message of a member that drops
     await dropper.close();
     await broker.disconnected(dropperId);
 
-    const again = await expectPublish(survivor, "q", "orphan");
+    const again = await survivor.expectPublish("q", "orphan");
     assert.equal(again.qos, 1);
     await survivor.send({ cmd: "puback", messageId: again.messageId });
     await survivor.assertIdle();
 
     await pub.publishAcked("q", "next", { qos: 1 });
-    const next = await expectPublish(survivor, "q", "next");
+    const next = await survivor.expectPublish("q", "next");
     await survivor.send({ cmd: "puback", messageId: next.messageId });
   } finally {
     await a.close();
@@ -301,10 +219,10 @@ Deno.test("section 4.8.2: an unacknowledged QoS 1 message of a member that drops
 
 Deno.test("[MQTT-4.8.2-5] a QoS 2 message in flight to a member whose session ends is not sent to another member", async () => {
   await using broker = await startBroker();
-  const a = await member5(broker, "a", "$share/g/q2", 2);
-  const b = await member5(broker, "b", "$share/g/q2", 2);
+  const a = await subscriber5(broker.port, "a", [["$share/g/q2", 2]]);
+  const b = await subscriber5(broker.port, "b", [["$share/g/q2", 2]]);
   try {
-    await using pub = await connect5(broker, "pub");
+    await using pub = await connect5(broker.port, "pub");
     await pub.publishAcked("q2", "exactly once", { qos: 2 });
     const [index, sent] = await whoGotIt([a, b]);
     assert.equal(sent.qos, 2);
@@ -315,7 +233,7 @@ Deno.test("[MQTT-4.8.2-5] a QoS 2 message in flight to a member whose session en
     await survivor.assertIdle();
 
     await pub.publishAcked("q2", "next", { qos: 2 });
-    const next = await expectPublish(survivor, "q2", "next");
+    const next = await survivor.expectPublish("q2", "next");
     await survivor.send({ cmd: "pubrec", messageId: next.messageId });
     assert.equal((await survivor.expect("pubrel")).messageId, next.messageId);
     await survivor.send({ cmd: "pubcomp", messageId: next.messageId });
@@ -328,12 +246,12 @@ Deno.test("[MQTT-4.8.2-5] a QoS 2 message in flight to a member whose session en
 Deno.test("[MQTT-4.8.2-4] a QoS 2 message in flight to a member that drops is completed with that member when it returns", async () => {
   await using broker = await startBroker();
   const keep = { properties: { sessionExpiryInterval: 60 } };
-  const clients = [await connect5(broker, "a", keep), await connect5(broker, "b", keep)];
+  const clients = [await connect5(broker.port, "a", keep), await connect5(broker.port, "b", keep)];
   try {
     for (const client of clients) {
-      assert.deepEqual(await subscribe5(client, [{ topic: "$share/g/q2", qos: 2 }]), [2]);
+      assert.deepEqual(await client.subscribe([{ topic: "$share/g/q2", qos: 2 }]), [2]);
     }
-    await using pub = await connect5(broker, "pub");
+    await using pub = await connect5(broker.port, "pub");
     await pub.publishAcked("q2", "exactly once", { qos: 2 });
     const [index, sent] = await whoGotIt(clients);
     const id = index === 0 ? "a" : "b";
@@ -342,11 +260,10 @@ Deno.test("[MQTT-4.8.2-4] a QoS 2 message in flight to a member that drops is co
     await clients[1 - index].assertIdle();
 
     // Back with its session: the broker re-sends the PUBLISH (DUP 1, same packet id) [MQTT-4.4.0-1].
-    const back = await RawClient.open(broker.port, 5);
+    const back = await connect5(broker.port, id, { clean: false, ...keep });
     clients[index] = back;
-    const connack = await back.connect({ protocolVersion: 5, clientId: id, clean: false, ...keep });
-    assert.deepEqual([connack.reasonCode, connack.sessionPresent], [0, true]);
-    const again = await expectPublish(back, "q2", "exactly once");
+    assert.equal(back.sessionPresent, true);
+    const again = await back.expectPublish("q2", "exactly once");
     assert.deepEqual([again.qos, again.dup, again.messageId], [2, true, sent.messageId]);
     await clients[1 - index].assertIdle();
   } finally {
@@ -358,11 +275,13 @@ Deno.test("[MQTT-4.8.2-4] a QoS 2 message in flight to a member that drops is co
 
 Deno.test("shared_subscriptions false: CONNACK says so; $share filters get SUBACK 0x9E (v5) and 0x80 (3.1.1)", async () => {
   await using broker = await startBroker({ mqtt: { shared_subscriptions: false } });
-  await using client = await RawClient.open(broker.port, 5);
-  const connack = await client.connect({ protocolVersion: 5, clientId: "noshare" });
-  assert.equal(connack.reasonCode, 0);
-  assert.equal(connack.properties?.sharedSubscriptionAvailable, false, "Shared Subscription Available 0");
-  assert.deepEqual(await subscribe5(client, [{ topic: "$share/g/t", qos: 1 }, { topic: "t", qos: 1 }]), [
+  await using client = await connect5(broker.port, "noshare");
+  assert.equal(
+    client.connack.properties?.sharedSubscriptionAvailable,
+    false,
+    "Shared Subscription Available 0",
+  );
+  assert.deepEqual(await client.subscribe([{ topic: "$share/g/t", qos: 1 }, { topic: "t", qos: 1 }]), [
     0x9e,
     1,
   ]);
@@ -375,13 +294,13 @@ Deno.test("shared_subscriptions false: CONNACK says so; $share filters get SUBAC
 
 Deno.test("[MQTT-3.10.4-1] UNSUBSCRIBE from a shared group: the member leaves it, the others get everything", async () => {
   await using broker = await startBroker();
-  await using a = await member5(broker, "a", "$share/g/u", 1);
-  await using b = await member5(broker, "b", "$share/g/u", 1);
-  assert.deepEqual(await unsubscribe5(a, ["$share/g/u", "$share/other/u"]), [0x00, 0x11]);
-  await using pub = await connect5(broker, "pub");
+  await using a = await subscriber5(broker.port, "a", [["$share/g/u", 1]]);
+  await using b = await subscriber5(broker.port, "b", [["$share/g/u", 1]]);
+  assert.deepEqual(await a.unsubscribe(["$share/g/u", "$share/other/u"]), [0x00, 0x11]);
+  await using pub = await connect5(broker.port, "pub");
   for (let n = 0; n < 4; n++) {
     await pub.publishAcked("u", `m${n}`, { qos: 1 });
-    const got = await expectPublish(b, "u", `m${n}`);
+    const got = await b.expectPublish("u", `m${n}`);
     await b.send({ cmd: "puback", messageId: got.messageId });
   }
   await a.assertIdle();

@@ -95,15 +95,17 @@ Deno.test("[MQTT-3.8.4-6] granted QoS is capped by mqtt.max_qos and deliveries f
 Deno.test("[MQTT-3.9.3-1] SUBACK has one return code per filter, in the order of the SUBSCRIBE", async () => {
   await using broker = await startBroker();
   await using sub = await RawClient.connected(broker.port, { clientId: "sub" });
-  const granted = await sub.subscribe([["s/2", 2], ["s/0", 0], ["s/1", 1], ["s/#", 2], ["+/0", 0]], 4242);
+  const granted = await sub.subscribe([["s/2", 2], ["s/0", 0], ["s/1", 1], ["s/#", 2], ["+/0", 0]], {
+    messageId: 4242,
+  });
   assert.deepEqual(granted, [2, 0, 1, 2, 0]);
 });
 
 Deno.test("[MQTT-3.8.4-3] subscribing again to the same filter replaces its QoS", async () => {
   await using broker = await startBroker();
   await using sub = await RawClient.connected(broker.port, { clientId: "sub" });
-  assert.deepEqual(await sub.subscribe([["r/t", 2]], 1), [2]);
-  assert.deepEqual(await sub.subscribe([["r/t", 0]], 2), [0]);
+  assert.deepEqual(await sub.subscribe([["r/t", 2]], { messageId: 1 }), [2]);
+  assert.deepEqual(await sub.subscribe([["r/t", 0]], { messageId: 2 }), [0]);
   await using pub = await RawClient.connected(broker.port, { clientId: "pub" });
   await pub.publish("r/t", "requalified", { qos: 2, messageId: 1 });
   await pub.publish("r/t", "marker");

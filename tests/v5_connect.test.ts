@@ -8,71 +8,39 @@
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import mqtt, { type MqttClient } from "mqtt";
-import type { IAuthPacket, IConnackPacket, IConnectPacket, IDisconnectPacket, Packet } from "mqtt-packet";
+import type { IAuthPacket, IConnackPacket, IDisconnectPacket } from "mqtt-packet";
 import type { AuthClient, AuthConversation, AuthStep, EnhancedAuthenticator } from "../src/auth/enhanced.ts";
-import type { ServerOptions } from "../src/server.ts";
-import { type ConfigOverrides, startBroker, type TestBroker } from "./helpers/broker.ts";
-import { frame, u16, utf8, utf8Bytes, varInt } from "./helpers/bytes.ts";
+import { startBroker, type TestBroker } from "./helpers/broker.ts";
+import { frame, utf8, utf8Bytes } from "./helpers/bytes.ts";
 import { connectMqttJs } from "./helpers/mqttjs.ts";
-import { connectPacket, RawClient, summary } from "./helpers/raw.ts";
+import { PahoScript, pahoTest } from "./helpers/paho.ts";
+import { connectPacket, RawClient } from "./helpers/raw.ts";
+import {
+  assertAlive,
+  assertServerDisconnect,
+  bystander,
+  connect5,
+  prop,
+  rawConnect5,
+  rawPublish5,
+} from "./helpers/v5.ts";
 import { delay, until, within } from "./helpers/wait.ts";
 
 // --- Local helpers ------------------------------------------------------------------------------------------
 
 /**
- * Config overrides that may name the MQTT 5.0 keys (topic_alias_maximum, server_keep_alive, ...), which the
- * schema's types may not list yet.
+ * `clientId` connects with Session Expiry Interval `sessionExpiryInterval`, then sends DISCONNECT 0x00 with
+ * `properties`; returns once the broker has closed the connection.
  */
-type Overrides = { [section: string]: Record<string, unknown> };
-
-function start(overrides: Overrides = {}, options: ServerOptions = {}): Promise<TestBroker> {
-  return startBroker(overrides as ConfigOverrides, options);
-}
-
-/** A raw MQTT 5.0 client and the CONNACK it got. */
-type Connected5 = RawClient & { readonly connack: IConnackPacket };
-
-/** Opens a raw 5.0 connection and sends CONNECT (`fields` over a Clean Start 1 CONNECT); returns the CONNACK. */
-async function open5(
-  port: number,
-  fields: Partial<IConnectPacket> = {},
-): Promise<[RawClient, IConnackPacket]> {
-  const client = await RawClient.open(port, 5);
-  try {
-    return [client, await client.connect({ protocolVersion: 5, ...fields })];
-  } catch (error) {
-    await client.close();
-    throw error;
-  }
-}
-
-/** A raw 5.0 client whose CONNECT was accepted (CONNACK reason code 0). */
-async function connect5(port: number, fields: Partial<IConnectPacket> = {}): Promise<Connected5> {
-  const [client, connack] = await open5(port, fields);
-  if (connack.reasonCode !== 0) {
-    await client.close();
-    throw new Error(`CONNECT refused: ${JSON.stringify(connack)}`);
-  }
-  return Object.assign(client, { connack });
-}
-
-/**
- * Asserts that the broker sends a DISCONNECT with `code` (carrying a Reason String) as the last packet and
- * then closes the connection; returns the DISCONNECT.
- */
-async function assertServerDisconnect(
-  client: RawClient,
-  code: number,
-  ms?: number,
-): Promise<IDisconnectPacket> {
-  const packets = await client.closedByBroker(ms);
-  const seen = JSON.stringify(packets.map(describe));
-  const last = packets.at(-1);
-  assert.ok(last?.cmd === "disconnect", `expected DISCONNECT before the close, got ${seen}`);
-  assert.equal(last.reasonCode, code, `DISCONNECT reason code, got ${seen}`);
-  assert.equal(typeof last.properties?.reasonString, "string", `a Reason String on ${seen}`);
-  assert.equal(client.isClosed, true);
-  return last;
+async function connectThenDisconnect(
+  broker: TestBroker,
+  clientId: string,
+  sessionExpiryInterval: number,
+  properties?: IDisconnectPacket["properties"],
+): Promise<void> {
+  await using client = await connect5(broker.port, clientId, { properties: { sessionExpiryInterval } });
+  await client.send({ cmd: "disconnect", reasonCode: 0, properties });
+  await client.closedByBroker();
 }
 
 /** Asserts the broker refuses the CONNECT with CONNACK `code` and closes the connection [MQTT-3.2.2-7]. */
@@ -82,83 +50,14 @@ async function assertRefused(client: RawClient, connack: IConnackPacket, code: n
   await client.assertClosedSilently();
 }
 
-/** `summary` plus the reason code and properties of MQTT 5.0 packets. */
-function describe(packet: Packet): Record<string, unknown> {
-  const { reasonCode, properties } = packet as { reasonCode?: number; properties?: unknown };
-  return { ...summary(packet), reasonCode, properties };
-}
-
-/** Proves the broker still serves other clients: a fresh 5.0 client gets its own QoS 1 message back. */
-async function assertBrokerServes(broker: TestBroker, clientId = "bystander"): Promise<void> {
-  await using other = await connect5(broker.port, { clientId });
-  assert.deepEqual(await other.subscribe([["alive/" + clientId, 0]]), [0]);
-  await other.publish("alive/" + clientId, "still here");
-  await other.expectPublish("alive/" + clientId, "still here", 0);
-}
-
-/** Whether the broker holds a session (online or offline) for `clientId`. */
-function hasSession(broker: TestBroker, clientId: string): boolean {
-  return broker.server.broker.sessions.get(clientId) !== undefined;
-}
-
-/** A 32-bit property (Session Expiry Interval and the like) for hand-made packets. */
-function propU32(id: number, value: number): number[] {
-  return [id, (value >>> 24) & 0xff, (value >>> 16) & 0xff, (value >>> 8) & 0xff, value & 0xff];
-}
-
-/**
- * A 5.0 CONNECT written byte by byte (keep-alive 0), with `properties` as given, for what mqtt-packet will not
- * encode (duplicate or misplaced properties, an empty client id with Clean Start 0).
- */
-function rawConnect5(clientId: string, properties: number[], cleanStart = true): Uint8Array {
-  return frame(0x10, [
-    ...utf8("MQTT"),
-    5,
-    cleanStart ? 0x02 : 0x00,
-    ...u16(0),
-    ...varInt(properties.length),
-    ...properties,
-    ...utf8(clientId),
-  ]);
-}
-
-/** The Python with paho-mqtt (Debian's python3-paho-mqtt); a pyenv python3 earlier on PATH may lack it. */
-const PYTHON = (() => {
-  try {
-    return Deno.statSync("/usr/bin/python3").isFile ? "/usr/bin/python3" : "python3";
-  } catch {
-    return "python3";
-  }
-})();
-
-/** Runs a Python paho script to completion (killed after `ms`); returns its stdout, failing on exit code. */
-async function runPaho(script: string, args: string[], ms = 10_000): Promise<string> {
-  const child = new Deno.Command(PYTHON, {
-    args: ["-c", script, ...args],
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const timer = setTimeout(() => child.kill("SIGKILL"), ms);
-  try {
-    const output = await child.output();
-    const stdout = new TextDecoder().decode(output.stdout);
-    const stderr = new TextDecoder().decode(output.stderr);
-    assert.equal(output.code, 0, `paho script failed: ${stderr}${stdout}`);
-    return stdout;
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
 // --- CONNACK properties -------------------------------------------------------------------------------------
 
 Deno.test("(3.2.2.3) CONNACK announces Receive Maximum, Maximum Packet Size and Topic Alias Maximum from the config", async () => {
-  await using broker = await start({
+  await using broker = await startBroker({
     limits: { max_inflight_messages: 7, max_packet_size: 5000 },
     mqtt: { topic_alias_maximum: 4 },
   });
-  await using client = await connect5(broker.port, { clientId: "announced" });
+  await using client = await connect5(broker.port, "announced");
   const props = client.connack.properties ?? {};
   assert.equal(props.receiveMaximum, 7);
   assert.equal(props.maximumPacketSize, 5000);
@@ -181,8 +80,8 @@ Deno.test("(3.2.2.3) CONNACK announces Receive Maximum, Maximum Packet Size and 
 });
 
 Deno.test("(3.2.2.3.8) the defaults: Topic Alias Maximum 10, Receive Maximum 32, Maximum Packet Size 1 MiB", async () => {
-  await using broker = await start();
-  await using client = await connect5(broker.port, { clientId: "defaults" });
+  await using broker = await startBroker();
+  await using client = await connect5(broker.port, "defaults");
   const props = client.connack.properties ?? {};
   assert.deepEqual(
     [props.topicAliasMaximum, props.receiveMaximum, props.maximumPacketSize],
@@ -191,13 +90,13 @@ Deno.test("(3.2.2.3.8) the defaults: Topic Alias Maximum 10, Receive Maximum 32,
 });
 
 Deno.test("(3.2.2.3.8) topic_alias_maximum 0: CONNACK carries no Topic Alias Maximum", async () => {
-  await using broker = await start({ mqtt: { topic_alias_maximum: 0 } });
-  await using client = await connect5(broker.port, { clientId: "no-alias" });
+  await using broker = await startBroker({ mqtt: { topic_alias_maximum: 0 } });
+  await using client = await connect5(broker.port, "no-alias");
   assert.equal(client.connack.properties?.topicAliasMaximum, undefined);
 });
 
 Deno.test("(3.2.2.3) features turned off are announced: the *Available flags 0 and Maximum QoS", async () => {
-  await using broker = await start({
+  await using broker = await startBroker({
     mqtt: {
       retain_available: false,
       wildcard_subscriptions: false,
@@ -206,7 +105,7 @@ Deno.test("(3.2.2.3) features turned off are announced: the *Available flags 0 a
       max_qos: 1,
     },
   });
-  await using client = await connect5(broker.port, { clientId: "restricted" });
+  await using client = await connect5(broker.port, "restricted");
   const props = client.connack.properties ?? {};
   assert.equal(props.retainAvailable, false);
   assert.equal(props.wildcardSubscriptionAvailable, false);
@@ -223,19 +122,18 @@ Deno.test("(3.2.2.3) features turned off are announced: the *Available flags 0 a
 });
 
 Deno.test("(3.2.2.3.4) max_qos 0 is announced as Maximum QoS 0", async () => {
-  await using broker = await start({ mqtt: { max_qos: 0 } });
-  await using client = await connect5(broker.port, { clientId: "qos0" });
+  await using broker = await startBroker({ mqtt: { max_qos: 0 } });
+  await using client = await connect5(broker.port, "qos0");
   assert.equal(client.connack.properties?.maximumQoS, 0);
 });
 
 // --- Session Expiry Interval --------------------------------------------------------------------------------
 
 Deno.test("[MQTT-3.2.2-2] a session with Session Expiry Interval 60 is kept and resumed with Session Present 1", async () => {
-  await using broker = await start();
-  await using pub = await connect5(broker.port, { clientId: "pub" });
+  await using broker = await startBroker();
+  await using pub = await connect5(broker.port, "pub");
   {
-    await using sub = await connect5(broker.port, {
-      clientId: "keeper",
+    await using sub = await connect5(broker.port, "keeper", {
       properties: { sessionExpiryInterval: 60 },
     });
     assert.equal(sub.connack.sessionPresent, false);
@@ -245,8 +143,7 @@ Deno.test("[MQTT-3.2.2-2] a session with Session Expiry Interval 60 is kept and 
   }
   await broker.offline("keeper");
   await pub.publishAcked("keep/x", "while away", { qos: 1 });
-  await using back = await connect5(broker.port, {
-    clientId: "keeper",
+  await using back = await connect5(broker.port, "keeper", {
     clean: false,
     properties: { sessionExpiryInterval: 60 },
   });
@@ -255,115 +152,90 @@ Deno.test("[MQTT-3.2.2-2] a session with Session Expiry Interval 60 is kept and 
 });
 
 Deno.test("(3.1.2.11.2) no Session Expiry Interval: the session ends with the connection, even with Clean Start 0", async () => {
-  await using broker = await start();
+  await using broker = await startBroker();
   {
-    await using sub = await connect5(broker.port, { clientId: "brief", clean: false });
+    await using sub = await connect5(broker.port, "brief", { clean: false });
     assert.deepEqual(await sub.subscribe([["brief/#", 1]]), [1]);
     await sub.close();
   }
-  await until(() => !hasSession(broker, "brief"), "the session to end");
-  await using back = await connect5(broker.port, { clientId: "brief", clean: false });
+  await broker.sessionEnded("brief");
+  await using back = await connect5(broker.port, "brief", { clean: false });
   assert.equal(back.connack.sessionPresent, false);
 });
 
 Deno.test("(3.1.2.11.2) a session expires after its Session Expiry Interval; a longer one is still there", async () => {
-  await using broker = await start();
-  await using pub = await connect5(broker.port, { clientId: "pub" });
+  await using broker = await startBroker();
+  await using pub = await connect5(broker.port, "pub");
   for (const [clientId, sessionExpiryInterval] of [["short", 1], ["long", 60]] as const) {
-    await using sub = await connect5(broker.port, { clientId, properties: { sessionExpiryInterval } });
+    await using sub = await connect5(broker.port, clientId, { properties: { sessionExpiryInterval } });
     assert.deepEqual(await sub.subscribe([[`exp/${clientId}`, 1]]), [1]);
     await sub.close();
     await broker.offline(clientId);
   }
   await pub.publishAcked("exp/short", "queued for short", { qos: 1 });
-  await until(() => !hasSession(broker, "short"), "the 1 s session to expire", 4000);
-  assert.ok(hasSession(broker, "long"), "the 60 s session is kept");
-  await using short = await connect5(broker.port, { clientId: "short", clean: false });
+  await broker.sessionEnded("short", 4000);
+  assert.ok(broker.hasSession("long"), "the 60 s session is kept");
+  await using short = await connect5(broker.port, "short", { clean: false });
   assert.equal(short.connack.sessionPresent, false);
   await short.assertIdle();
-  await using long = await connect5(broker.port, { clientId: "long", clean: false });
+  await using long = await connect5(broker.port, "long", { clean: false });
   assert.equal(long.connack.sessionPresent, true);
 });
 
 Deno.test("(3.14.2.2.2) DISCONNECT with Session Expiry Interval 0 ends a 60 s session", async () => {
-  await using broker = await start();
-  {
-    await using sub = await connect5(broker.port, {
-      clientId: "changer",
-      properties: { sessionExpiryInterval: 60 },
-    });
-    await sub.send({ cmd: "disconnect", reasonCode: 0, properties: { sessionExpiryInterval: 0 } });
-    await sub.closedByBroker();
-  }
-  await until(() => !hasSession(broker, "changer"), "the session to end");
-  await using back = await connect5(broker.port, { clientId: "changer", clean: false });
+  await using broker = await startBroker();
+  await connectThenDisconnect(broker, "changer", 60, { sessionExpiryInterval: 0 });
+  await broker.sessionEnded("changer");
+  await using back = await connect5(broker.port, "changer", { clean: false });
   assert.equal(back.connack.sessionPresent, false);
 });
 
 Deno.test("(3.14.2.2.2) DISCONNECT can lengthen the Session Expiry Interval from 1 s to 60 s", async () => {
-  await using broker = await start();
-  {
-    await using longer = await connect5(broker.port, {
-      clientId: "lengthened",
-      properties: { sessionExpiryInterval: 1 },
-    });
-    await longer.send({ cmd: "disconnect", reasonCode: 0, properties: { sessionExpiryInterval: 60 } });
-    await longer.closedByBroker();
-  }
+  await using broker = await startBroker();
+  await connectThenDisconnect(broker, "lengthened", 1, { sessionExpiryInterval: 60 });
   await broker.offline("lengthened");
-  {
-    // Goes offline after "lengthened", with the 1 s that "lengthened" started with.
-    await using control = await connect5(broker.port, {
-      clientId: "control",
-      properties: { sessionExpiryInterval: 1 },
-    });
-    await control.send({ cmd: "disconnect", reasonCode: 0 });
-    await control.closedByBroker();
-  }
-  await until(() => !hasSession(broker, "control"), "the control session to expire", 4000);
-  assert.ok(hasSession(broker, "lengthened"), "the lengthened session outlives the control");
-  await using back = await connect5(broker.port, { clientId: "lengthened", clean: false });
+  // Goes offline after "lengthened", with the 1 s that "lengthened" started with.
+  await connectThenDisconnect(broker, "control", 1);
+  await broker.sessionEnded("control", 4000);
+  assert.ok(broker.hasSession("lengthened"), "the lengthened session outlives the control");
+  await using back = await connect5(broker.port, "lengthened", { clean: false });
   assert.equal(back.connack.sessionPresent, true);
 });
 
 Deno.test("(3.14.2.2.2) Session Expiry Interval 0 in CONNECT, non-zero in DISCONNECT: DISCONNECT 0x82", async () => {
-  await using broker = await start();
-  await using watch = await connect5(broker.port, { clientId: "watch" });
+  await using broker = await startBroker();
+  await using watch = await connect5(broker.port, "watch");
   assert.deepEqual(await watch.subscribe([["will/#", 0]]), [0]);
-  await using client = await connect5(broker.port, {
-    clientId: "sneaky",
+  await using client = await connect5(broker.port, "sneaky", {
     will: { topic: "will/sneaky", payload: Buffer.from("invalid DISCONNECT"), qos: 0, retain: false },
   });
   await client.send({ cmd: "disconnect", reasonCode: 0, properties: { sessionExpiryInterval: 30 } });
   await assertServerDisconnect(client, 0x82);
   // Not a valid DISCONNECT, so not a normal disconnection: the will goes out [MQTT-3.1.2-8].
   await watch.expectPublish("will/sneaky", "invalid DISCONNECT");
-  await until(() => !hasSession(broker, "sneaky"), "the session to end");
-  await using back = await connect5(broker.port, { clientId: "sneaky", clean: false });
+  await broker.sessionEnded("sneaky");
+  await using back = await connect5(broker.port, "sneaky", { clean: false });
   assert.equal(back.connack.sessionPresent, false);
 });
 
 Deno.test("(3.2.2.3.2) mqtt.session_expiry caps the client's Session Expiry Interval and CONNACK says so", async () => {
-  await using broker = await start({ mqtt: { session_expiry: 5 } });
+  await using broker = await startBroker({ mqtt: { session_expiry: 5 } });
   for (const asked of [3600, 0xffffffff]) {
-    await using client = await connect5(broker.port, {
-      clientId: `cap-${asked}`,
+    await using client = await connect5(broker.port, `cap-${asked}`, {
       properties: { sessionExpiryInterval: asked },
     });
     assert.equal(client.connack.properties?.sessionExpiryInterval, 5, `asked for ${asked}`);
   }
   // Below the cap the client's value stands: CONNACK leaves it out (or repeats it).
-  await using under = await connect5(broker.port, {
-    clientId: "under",
+  await using under = await connect5(broker.port, "under", {
     properties: { sessionExpiryInterval: 2 },
   });
   assert.ok([undefined, 2].includes(under.connack.properties?.sessionExpiryInterval));
 });
 
 Deno.test("(3.2.2.3.2) mqtt.session_expiry 0 sets no cap: 0xFFFFFFFF (never expires) is accepted as it is", async () => {
-  await using broker = await start({ mqtt: { session_expiry: 0 } });
-  await using client = await connect5(broker.port, {
-    clientId: "forever",
+  await using broker = await startBroker({ mqtt: { session_expiry: 0 } });
+  await using client = await connect5(broker.port, "forever", {
     properties: { sessionExpiryInterval: 0xffffffff },
   });
   assert.ok([undefined, 0xffffffff].includes(client.connack.properties?.sessionExpiryInterval));
@@ -373,24 +245,21 @@ Deno.test("(3.2.2.3.2) mqtt.session_expiry 0 sets no cap: 0xFFFFFFFF (never expi
 
 Deno.test("[MQTT-3.1.2-28] Response Information is sent only when configured and requested", async () => {
   {
-    await using broker = await start({ mqtt: { response_information: "replies/" } });
-    await using asks = await connect5(broker.port, {
-      clientId: "asks",
+    await using broker = await startBroker({ mqtt: { response_information: "replies/" } });
+    await using asks = await connect5(broker.port, "asks", {
       properties: { requestResponseInformation: true },
     });
     assert.equal(asks.connack.properties?.responseInformation, "replies/");
-    await using silent = await connect5(broker.port, { clientId: "silent" });
+    await using silent = await connect5(broker.port, "silent");
     assert.equal(silent.connack.properties?.responseInformation, undefined, "not requested");
-    await using declines = await connect5(broker.port, {
-      clientId: "declines",
+    await using declines = await connect5(broker.port, "declines", {
       properties: { requestResponseInformation: false },
     });
     assert.equal(declines.connack.properties?.responseInformation, undefined, "requested 0");
   }
   {
-    await using broker = await start();
-    await using asks = await connect5(broker.port, {
-      clientId: "asks",
+    await using broker = await startBroker();
+    await using asks = await connect5(broker.port, "asks", {
       properties: { requestResponseInformation: true },
     });
     assert.equal(asks.connack.properties?.responseInformation, undefined, "none configured");
@@ -398,9 +267,8 @@ Deno.test("[MQTT-3.1.2-28] Response Information is sent only when configured and
 });
 
 Deno.test("[MQTT-3.1.2-29] Request Problem Information 0: PUBACK 0x87 for a $SYS publish carries no Reason String", async () => {
-  await using broker = await start();
-  await using quiet = await connect5(broker.port, {
-    clientId: "quiet",
+  await using broker = await startBroker();
+  await using quiet = await connect5(broker.port, "quiet", {
     properties: { requestProblemInformation: false },
   });
   await quiet.publish("$SYS/forged", "x", { qos: 1, messageId: 3 });
@@ -410,7 +278,7 @@ Deno.test("[MQTT-3.1.2-29] Request Problem Information 0: PUBACK 0x87 for a $SYS
   await quiet.assertIdle();
 
   // The default (1): the same failure explains itself.
-  await using chatty = await connect5(broker.port, { clientId: "chatty" });
+  await using chatty = await connect5(broker.port, "chatty");
   await chatty.publish("$SYS/forged", "x", { qos: 1, messageId: 4 });
   const explained = await chatty.expect("puback");
   assert.deepEqual([explained.messageId, explained.reasonCode], [4, 0x87]);
@@ -418,9 +286,8 @@ Deno.test("[MQTT-3.1.2-29] Request Problem Information 0: PUBACK 0x87 for a $SYS
 });
 
 Deno.test("(3.1.2.11.8) User Properties in CONNECT are accepted (raw and MQTT.js)", async () => {
-  await using broker = await start();
-  await using raw = await connect5(broker.port, {
-    clientId: "props-raw",
+  await using broker = await startBroker();
+  await using raw = await connect5(broker.port, "props-raw", {
     properties: { userProperties: { region: "eu", tag: ["a", "b"] } },
   });
   await raw.assertIdle();
@@ -436,62 +303,66 @@ Deno.test("(3.1.2.11.8) User Properties in CONNECT are accepted (raw and MQTT.js
 });
 
 Deno.test("[MQTT-3.1.3-7] an empty client id gets an Assigned Client Identifier auto-<uuid>, with any Clean Start", async () => {
-  await using broker = await start();
+  await using broker = await startBroker();
   const pattern = /^auto-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
-  await using clean = await connect5(broker.port, { clientId: "", clean: true });
+  await using clean = await connect5(broker.port, "", { clean: true });
   // mqtt-packet refuses to encode an empty client id with Clean Start 0.
   await using kept = await RawClient.open(broker.port, 5);
-  await kept.sendBytes(rawConnect5("", propU32(0x11, 60), false));
+  await kept.sendBytes(rawConnect5("", { properties: [prop.u32(0x11, 60)], clean: false }));
   const keptConnack = await kept.expect("connack");
   assert.equal(keptConnack.reasonCode, 0);
   const ids = [clean.connack, keptConnack].map((c) => c.properties?.assignedClientIdentifier ?? "");
   for (const id of ids) assert.match(id, pattern);
   assert.notEqual(ids[0], ids[1], "[MQTT-3.1.3-6] each gets a unique id");
   // The connection is processed as if the client had sent that id.
-  for (const id of ids) assert.ok(hasSession(broker, id), `session ${id}`);
+  for (const id of ids) assert.ok(broker.hasSession(id), `session ${id}`);
   assert.deepEqual(await kept.subscribe([["assigned/#", 1]]), [1]);
   await clean.publishAcked("assigned/x", "to the assigned id", { qos: 1 });
   await kept.expectPublish("assigned/x", "to the assigned id", 1);
   // The session kept under the assigned id is resumed by a client that names it.
   await kept.close();
   await broker.offline(ids[1]);
-  await using resumed = await connect5(broker.port, { clientId: ids[1], clean: false });
+  await using resumed = await connect5(broker.port, ids[1], { clean: false });
   assert.equal(resumed.connack.sessionPresent, true);
   // A client given an id does not get one assigned.
-  await using named = await connect5(broker.port, { clientId: "named" });
+  await using named = await connect5(broker.port, "named");
   assert.equal(named.connack.properties?.assignedClientIdentifier, undefined);
 });
 
-Deno.test("[MQTT-3.1.3-7] Python paho (MQTT 5.0) with an empty client id is told its assigned id", async () => {
-  await using broker = await start();
-  const script = `
-import json, sys
-import paho.mqtt.client as mqtt
-client = mqtt.Client(client_id="", protocol=mqtt.MQTTv5)
+pahoTest(
+  "[MQTT-3.1.3-7] Python paho (MQTT 5.0) with an empty client id is told its assigned id",
+  async () => {
+    await using broker = await startBroker();
+    await using paho = new PahoScript(
+      broker.port,
+      `
 result = {}
-def on_connect(client, userdata, flags, rc, props):
-    result["rc"] = rc.value
+def on_connect(c, u, flags, rc, props):
+    result["rc"] = int(getattr(rc, "value", rc))
     result["assigned"] = getattr(props, "AssignedClientIdentifier", None)
-    client.disconnect()
-client.on_connect = on_connect
-client.connect("127.0.0.1", int(sys.argv[1]), keepalive=30)
-client.loop_forever()
-print(json.dumps(result))
-`;
-  const result = JSON.parse(await runPaho(script, [String(broker.port)]));
-  assert.equal(result.rc, 0);
-  assert.match(result.assigned, /^auto-[0-9a-f-]{36}$/);
-  await broker.disconnected(result.assigned);
-});
+    c.disconnect()
+c = client("")
+c.on_connect = on_connect
+c.connect("127.0.0.1", PORT, keepalive=30)
+c.loop_forever()
+out(result)
+`,
+    );
+    const [result] = await paho.finished();
+    assert.equal(result.rc, 0);
+    assert.match(String(result.assigned), /^auto-[0-9a-f-]{36}$/);
+    await broker.disconnected(String(result.assigned));
+  },
+);
 
 // --- Server Keep Alive ----------------------------------------------------------------------------------------
 
 Deno.test("[MQTT-3.2.2-21] server_keep_alive 1 is announced and enforced: silent for 1.5 s -> DISCONNECT 0x8D", async () => {
-  await using broker = await start({ mqtt: { server_keep_alive: 1 } });
+  await using broker = await startBroker({ mqtt: { server_keep_alive: 1 } });
   // MQTT.js asks for 60 s but uses the broker's 1 s, so its PINGREQs keep it connected.
   await using js = await connectMqttJs(broker.port, { protocolVersion: 5, clientId: "js", keepalive: 60 });
   assert.equal(js.mqtt.serverProperties?.serverKeepAlive, 1);
-  await using silent = await connect5(broker.port, { clientId: "silent", keepalive: 60 });
+  await using silent = await connect5(broker.port, "silent", { keepalive: 60 });
   assert.equal(silent.connack.properties?.serverKeepAlive, 1);
   await assertServerDisconnect(silent, 0x8d, 3000);
   await broker.disconnected("silent", "keep-alive timeout");
@@ -504,11 +375,11 @@ Deno.test("[MQTT-3.2.2-21] server_keep_alive 1 is announced and enforced: silent
 });
 
 Deno.test("[MQTT-3.2.2-22] no server_keep_alive: CONNACK has no Server Keep Alive and the client's 0 stands", async () => {
-  await using broker = await start();
-  await using idle = await connect5(broker.port, { clientId: "idle", keepalive: 0 });
+  await using broker = await startBroker();
+  await using idle = await connect5(broker.port, "idle", { keepalive: 0 });
   assert.equal(idle.connack.properties?.serverKeepAlive, undefined);
   // A keep-alive of 1 s from a twin is enforced; the idle client (0) outlives it.
-  await using twin = await connect5(broker.port, { clientId: "twin", keepalive: 1 });
+  await using twin = await connect5(broker.port, "twin", { keepalive: 1 });
   await assertServerDisconnect(twin, 0x8d, 3000);
   await idle.assertIdle();
 });
@@ -601,7 +472,7 @@ async function challengeLogin(broker: TestBroker, clientId: string): Promise<Raw
 
 Deno.test("(4.12) enhanced auth: a challenge/response over AUTH 0x18 ends in CONNACK 0 with the method and data", async () => {
   const authn = new TestAuthenticator();
-  await using broker = await start({}, { authenticators: [declinesAll, authn] });
+  await using broker = await startBroker({}, { authenticators: [declinesAll, authn] });
   await using client = await challengeLogin(broker, "scram");
   assert.equal(authn.begun.length, 1);
   const [{ client: who, reauth }] = authn.begun;
@@ -617,7 +488,7 @@ Deno.test("(4.12) enhanced auth: a challenge/response over AUTH 0x18 ends in CON
 });
 
 Deno.test("(4.12) enhanced auth: MQTT.js answers the broker's challenge through handleAuth", async () => {
-  await using broker = await start({}, { authenticators: [new TestAuthenticator()] });
+  await using broker = await startBroker({}, { authenticators: [new TestAuthenticator()] });
   const client: MqttClient = mqtt.connect({
     host: "127.0.0.1",
     port: broker.port,
@@ -648,7 +519,8 @@ Deno.test("(4.12) enhanced auth: MQTT.js answers the broker's challenge through 
 });
 
 Deno.test("(4.12) enhanced auth: a failed step gets CONNACK with the handler's code and Reason String, then close", async () => {
-  await using broker = await start({}, { authenticators: [new TestAuthenticator()] });
+  await using broker = await startBroker({}, { authenticators: [new TestAuthenticator()] });
+  await using other = await bystander(broker.port);
   await using client = await authConnect(broker, "wrong", CHALLENGE, "hello");
   assert.equal((await client.expect("auth")).reasonCode, 0x18);
   await client.send(authPacket(0x18, CHALLENGE, "hello:guess"));
@@ -656,26 +528,27 @@ Deno.test("(4.12) enhanced auth: a failed step gets CONNACK with the handler's c
   assert.equal(connack.reasonCode, 0x87);
   assert.equal(connack.properties?.reasonString, "wrong answer to the challenge");
   await client.assertClosedSilently();
-  assert.equal(hasSession(broker, "wrong"), false);
-  await assertBrokerServes(broker);
+  assert.equal(broker.hasSession("wrong"), false);
+  await assertAlive(broker, other);
 });
 
 Deno.test("[MQTT-4.12.0-1] enhanced auth: a method no authenticator supports gets CONNACK 0x8C and close", async () => {
-  await using broker = await start({}, { authenticators: [declinesAll, new TestAuthenticator()] });
+  await using broker = await startBroker({}, { authenticators: [declinesAll, new TestAuthenticator()] });
+  await using other = await bystander(broker.port);
   await using client = await authConnect(broker, "unknown", "NO-SUCH-METHOD", "x");
   await assertRefused(client, await client.expect("connack"), 0x8c);
-  await assertBrokerServes(broker);
+  await assertAlive(broker, other);
 });
 
 Deno.test("(4.12) enhanced auth: no authenticators at all -> CONNACK 0x8C", async () => {
-  await using broker = await start();
+  await using broker = await startBroker();
   await using client = await authConnect(broker, "nobody", CHALLENGE, "hello");
   await assertRefused(client, await client.expect("connack"), 0x8c);
 });
 
 Deno.test("(4.12) enhanced auth: an asynchronous step (a Promise) completes the CONNECT", async () => {
   const authn = new TestAuthenticator();
-  await using broker = await start({}, { authenticators: [authn] });
+  await using broker = await startBroker({}, { authenticators: [authn] });
   {
     await using client = await authConnect(broker, "async", ASYNC, "open");
     const connack = await client.expect("connack");
@@ -698,7 +571,7 @@ Deno.test("(4.12) enhanced auth: an asynchronous step (a Promise) completes the 
 
 Deno.test("(4.12.1) re-authentication: AUTH 0x19, the challenge again, then AUTH 0x00; the connection stays", async () => {
   const authn = new TestAuthenticator();
-  await using broker = await start({}, { authenticators: [authn] });
+  await using broker = await startBroker({}, { authenticators: [authn] });
   await using client = await challengeLogin(broker, "reauth");
   await client.send(authPacket(0x19, CHALLENGE, "hello"));
   const challenge = await client.expect("auth");
@@ -714,18 +587,19 @@ Deno.test("(4.12.1) re-authentication: AUTH 0x19, the challenge again, then AUTH
 });
 
 Deno.test("(4.12.1) re-authentication that fails: DISCONNECT with the handler's code, then close", async () => {
-  await using broker = await start({}, { authenticators: [new TestAuthenticator()] });
+  await using broker = await startBroker({}, { authenticators: [new TestAuthenticator()] });
+  await using other = await bystander(broker.port);
   await using client = await challengeLogin(broker, "reauth-bad");
   await client.send(authPacket(0x19, CHALLENGE, "hello"));
   assert.equal((await client.expect("auth")).reasonCode, 0x18);
   await client.send(authPacket(0x18, CHALLENGE, "hello:wrong"));
   await assertServerDisconnect(client, 0x87);
-  await assertBrokerServes(broker);
+  await assertAlive(broker, other);
 });
 
 Deno.test("[MQTT-4.12.0-7] AUTH from a client that connected without an Authentication Method: DISCONNECT 0x82", async () => {
-  await using broker = await start({}, { authenticators: [new TestAuthenticator()] });
-  await using client = await connect5(broker.port, { clientId: "plain" });
+  await using broker = await startBroker({}, { authenticators: [new TestAuthenticator()] });
+  await using client = await connect5(broker.port, "plain");
   await client.send(authPacket(0x19, CHALLENGE, "hello"));
   await assertServerDisconnect(client, 0x82);
 });
@@ -733,31 +607,31 @@ Deno.test("[MQTT-4.12.0-7] AUTH from a client that connected without an Authenti
 // --- The broker's DISCONNECT reason codes -------------------------------------------------------------------
 
 Deno.test("[MQTT-3.1.4-3] takeover: the old 5.0 connection gets DISCONNECT 0x8E (raw and MQTT.js)", async () => {
-  await using broker = await start();
-  await using old = await connect5(broker.port, { clientId: "twin" });
-  await using taker = await connect5(broker.port, { clientId: "twin" });
+  await using broker = await startBroker();
+  await using old = await connect5(broker.port, "twin");
+  await using taker = await connect5(broker.port, "twin");
   await assertServerDisconnect(old, 0x8e);
   await taker.assertIdle();
 
   await using js = await connectMqttJs(broker.port, { protocolVersion: 5, clientId: "js-twin" });
   const seen: IDisconnectPacket[] = [];
   js.mqtt.on("disconnect", (packet) => seen.push(packet));
-  await using jsTaker = await connect5(broker.port, { clientId: "js-twin" });
+  await using jsTaker = await connect5(broker.port, "js-twin");
   await until(() => seen.length === 1, "MQTT.js to get DISCONNECT");
   assert.equal(seen[0].reasonCode, 0x8e);
   await jsTaker.assertIdle();
 });
 
 Deno.test("[MQTT-3.1.2-22] keep-alive timeout: a silent 5.0 client gets DISCONNECT 0x8D", async () => {
-  await using broker = await start();
-  await using silent = await connect5(broker.port, { clientId: "sleeper", keepalive: 1 });
+  await using broker = await startBroker();
+  await using silent = await connect5(broker.port, "sleeper", { keepalive: 1 });
   await assertServerDisconnect(silent, 0x8d, 3000);
   await broker.disconnected("sleeper", "keep-alive timeout");
 });
 
 Deno.test("(4.13) graceful stop: 5.0 clients get DISCONNECT 0x8B, 3.1.1 clients are just closed", async () => {
-  await using broker = await start();
-  await using raw = await connect5(broker.port, { clientId: "raw5" });
+  await using broker = await startBroker();
+  await using raw = await connect5(broker.port, "raw5");
   await using js = await connectMqttJs(broker.port, { protocolVersion: 5, clientId: "js5" });
   const seen: IDisconnectPacket[] = [];
   js.mqtt.on("disconnect", (packet) => seen.push(packet));
@@ -770,77 +644,81 @@ Deno.test("(4.13) graceful stop: 5.0 clients get DISCONNECT 0x8B, 3.1.1 clients 
 });
 
 Deno.test("[MQTT-4.13.1-1] malformed packets get DISCONNECT 0x81: truncated properties, a property PUBLISH may not have", async () => {
-  await using broker = await start();
+  await using broker = await startBroker();
+  await using other = await bystander(broker.port);
   const malformed: [string, Uint8Array][] = [
     // Property Length 10, but the packet ends after one more byte.
     ["truncated", frame(0x30, [...utf8("t"), 10, 0x01])],
     // Session Expiry Interval (0x11) is a CONNECT/CONNACK/DISCONNECT property, not a PUBLISH one.
-    ["wrong-property", frame(0x30, [...utf8("t"), 5, ...propU32(0x11, 10), ...utf8Bytes("x")])],
+    ["wrong-property", rawPublish5("t", "x", [prop.u32(0x11, 10)])],
     // Two Property Length bytes claiming a continuation that never comes.
     ["bad-varint", frame(0x30, [...utf8("t"), 0x80])],
   ];
   for (const [clientId, bytes] of malformed) {
-    await using client = await connect5(broker.port, { clientId });
+    await using client = await connect5(broker.port, clientId);
     await client.sendBytes(bytes);
     await assertServerDisconnect(client, 0x81);
   }
-  await assertBrokerServes(broker);
+  await assertAlive(broker, other);
 });
 
 Deno.test("[MQTT-3.1.0-2] a second CONNECT is a protocol error: DISCONNECT 0x82", async () => {
-  await using broker = await start();
-  await using client = await connect5(broker.port, { clientId: "again" });
+  await using broker = await startBroker();
+  await using other = await bystander(broker.port);
+  await using client = await connect5(broker.port, "again");
   await client.send(connectPacket({ protocolVersion: 5, clientId: "again" }));
   await assertServerDisconnect(client, 0x82);
-  await assertBrokerServes(broker);
+  await assertAlive(broker, other);
 });
 
 Deno.test("[MQTT-3.2.2-15] a packet larger than the announced Maximum Packet Size: DISCONNECT 0x95", async () => {
-  await using broker = await start({ limits: { max_packet_size: 64 } });
-  await using client = await connect5(broker.port, { clientId: "big" });
+  await using broker = await startBroker({ limits: { max_packet_size: 64 } });
+  await using other = await bystander(broker.port);
+  await using client = await connect5(broker.port, "big");
   assert.equal(client.connack.properties?.maximumPacketSize, 64);
   // Exactly 64 bytes is fine: 2 header + 3 topic + 1 property length + 58 payload.
   await client.publishAcked("t", "x".repeat(58));
   await client.publish("t", "x".repeat(59));
   await assertServerDisconnect(client, 0x95);
-  await assertBrokerServes(broker);
+  await assertAlive(broker, other);
 });
 
 Deno.test("(3.1.2.11) a property twice in CONNECT is a protocol error: CONNACK 0x82, then close", async () => {
-  await using broker = await start();
-  const twice = [...propU32(0x11, 10), ...propU32(0x11, 20)];
+  await using broker = await startBroker();
+  await using other = await bystander(broker.port);
+  const twice = [prop.u32(0x11, 10), prop.u32(0x11, 20)];
   await using client = await RawClient.open(broker.port, 5);
-  await client.sendBytes(rawConnect5("twice", twice));
+  await client.sendBytes(rawConnect5("twice", { properties: twice }));
   await assertRefused(client, await client.expect("connack"), 0x82);
-  assert.equal(hasSession(broker, "twice"), false);
-  await assertBrokerServes(broker);
+  assert.equal(broker.hasSession("twice"), false);
+  await assertAlive(broker, other);
 });
 
 Deno.test("(2.2.2.2) a property CONNECT may not carry (Topic Alias) is malformed: CONNACK 0x81, then close", async () => {
-  await using broker = await start();
+  await using broker = await startBroker();
+  await using other = await bystander(broker.port);
   await using client = await RawClient.open(broker.port, 5);
-  await client.sendBytes(rawConnect5("alias", [0x23, ...u16(1)]));
+  await client.sendBytes(rawConnect5("alias", { properties: [prop.u16(0x23, 1)] }));
   await assertRefused(client, await client.expect("connack"), 0x81);
-  assert.equal(hasSession(broker, "alias"), false);
-  await assertBrokerServes(broker);
+  assert.equal(broker.hasSession("alias"), false);
+  await assertAlive(broker, other);
 });
 
 Deno.test("(3.1.2.11.10) Authentication Data without an Authentication Method: CONNACK 0x82", async () => {
-  await using broker = await start({}, { authenticators: [new TestAuthenticator()] });
+  await using broker = await startBroker({}, { authenticators: [new TestAuthenticator()] });
   await using client = await RawClient.open(broker.port, 5);
-  await client.sendBytes(rawConnect5("data-only", [0x16, ...utf8("hello")]));
+  await client.sendBytes(rawConnect5("data-only", { properties: [prop.binary(0x16, utf8Bytes("hello"))] }));
   await assertRefused(client, await client.expect("connack"), 0x82);
 });
 
 // --- The client's DISCONNECT and the will ---------------------------------------------------------------------
 
 Deno.test("(3.14.2.1) DISCONNECT 0x04 publishes the will; DISCONNECT 0x00 discards it [MQTT-3.14.4-3]", async () => {
-  await using broker = await start();
-  await using watch = await connect5(broker.port, { clientId: "watch" });
+  await using broker = await startBroker();
+  await using watch = await connect5(broker.port, "watch");
   assert.deepEqual(await watch.subscribe([["will/#", 1]]), [1]);
   for (const [clientId, reasonCode] of [["with-will", 0x04], ["normal", 0x00]] as const) {
-    await using owner = await connect5(broker.port, {
-      clientId,
+    await using owner = await connect5(broker.port, clientId, {
       will: { topic: `will/${clientId}`, payload: Buffer.from(`${clientId} left`), qos: 1, retain: false },
     });
     await owner.send({ cmd: "disconnect", reasonCode });

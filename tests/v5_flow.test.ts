@@ -6,150 +6,37 @@
  */
 
 import assert from "node:assert/strict";
-import { Buffer } from "node:buffer";
-import type * as MP from "mqtt-packet";
 import type { IPublishPacket } from "mqtt";
-import { startBroker, type TestBroker } from "./helpers/broker.ts";
-import { frame, u16, utf8, varInt } from "./helpers/bytes.ts";
+import { startBroker } from "./helpers/broker.ts";
 import { connectMqttJs } from "./helpers/mqttjs.ts";
-import { assertPublish, type Publish, RawClient, summary } from "./helpers/raw.ts";
+import { type Publish, RawClient } from "./helpers/raw.ts";
+import {
+  assertAlive,
+  assertServerDisconnect,
+  bystander,
+  connect5,
+  prop,
+  rawPublish5,
+  subscriber5,
+} from "./helpers/v5.ts";
 import { delay, until, within } from "./helpers/wait.ts";
 
 // --- Local helpers ------------------------------------------------------------------------------------------
-
-type QoS = 0 | 1 | 2;
-type PublishProperties = NonNullable<MP.IPublishPacket["properties"]>;
-
-/** A RawClient at MQTT 5 that has completed CONNECT/CONNACK with reason code 0; returns the CONNACK too. */
-async function connectV5(
-  port: number,
-  clientId: string,
-  fields: Partial<MP.IConnectPacket> = {},
-): Promise<RawClient> {
-  return (await connectV5WithConnack(port, clientId, fields))[0];
-}
-
-async function connectV5WithConnack(
-  port: number,
-  clientId: string,
-  fields: Partial<MP.IConnectPacket> = {},
-): Promise<[RawClient, MP.IConnackPacket]> {
-  const client = await RawClient.open(port, 5);
-  try {
-    const connack = await client.connect({ protocolVersion: 5, clientId, ...fields });
-    assert.equal(connack.reasonCode, 0, `CONNACK reason code for ${clientId}`);
-    return [client, connack];
-  } catch (error) {
-    await client.close();
-    throw error;
-  }
-}
-
-/** `connectV5`, then SUBSCRIBE to `filters`, asserting each is granted the QoS asked for. */
-async function subscriberV5(
-  port: number,
-  clientId: string,
-  filters: [topic: string, qos: QoS][],
-  fields: Partial<MP.IConnectPacket> = {},
-): Promise<RawClient> {
-  const client = await connectV5(port, clientId, fields);
-  try {
-    assert.deepEqual(await client.subscribe(filters), filters.map(([, qos]) => qos), "SUBACK reason codes");
-  } catch (error) {
-    await client.close();
-    throw error;
-  }
-  return client;
-}
-
-interface V5PublishOptions {
-  qos?: QoS;
-  messageId?: number;
-  retain?: boolean;
-  properties?: PublishProperties;
-}
-
-/** Sends an MQTT 5 PUBLISH (with properties) from a version 5 RawClient. */
-async function publishV5(
-  client: RawClient,
-  topic: string,
-  payload: string | Uint8Array,
-  { qos = 0, messageId, retain = false, properties }: V5PublishOptions = {},
-): Promise<void> {
-  await client.send({
-    cmd: "publish",
-    topic,
-    payload: typeof payload === "string" ? payload : Buffer.from(payload),
-    qos,
-    messageId: qos > 0 ? messageId ?? 1 : undefined,
-    retain,
-    dup: false,
-    properties,
-  });
-}
-
-/** The next packet must be DISCONNECT with `reasonCode` and a Reason String, then the broker closes. */
-async function expectDisconnect(client: RawClient, reasonCode: number): Promise<void> {
-  const packet = await client.expect("disconnect");
-  assert.equal(
-    packet.reasonCode,
-    reasonCode,
-    `DISCONNECT reason code 0x${packet.reasonCode?.toString(16)}, expected 0x${reasonCode.toString(16)}`,
-  );
-  assert.equal(typeof packet.properties?.reasonString, "string", "the DISCONNECT carries a Reason String");
-  assert.deepEqual((await client.closedByBroker()).map(summary), [], "nothing after DISCONNECT");
-  assert.ok(client.isClosed);
-}
-
-/** A v5 client subscribed to `alive`, connected before a violation to show the broker still serves others. */
-function bystander(broker: TestBroker): Promise<RawClient> {
-  return subscriberV5(broker.port, "bystander", [["alive", 1]]);
-}
-
-/** The bystander publishes at QoS 1 to itself: it gets PUBACK 0x00 and its message back. */
-async function assertAlive(client: RawClient): Promise<void> {
-  await publishV5(client, "alive", "still here", { qos: 1, messageId: 4242 });
-  const packets = [await client.next(), await client.next()];
-  const puback = packets.find((p) => p.cmd === "puback");
-  const publish = packets.find((p) => p.cmd === "publish");
-  assert.ok(puback && publish, `expected PUBACK and PUBLISH, got ${JSON.stringify(packets.map(summary))}`);
-  assert.equal(puback.messageId, 4242);
-  assert.equal(puback.reasonCode, 0);
-  assertPublish(publish, "alive", "still here", 1);
-  await client.send({ cmd: "puback", messageId: publish.messageId });
-  await client.assertIdle();
-}
 
 /**
  * A v5 PUBLISH of exactly `total` bytes (fixed header included), no properties, QoS 0, on `topic`: built by
  * hand so the size is exact.
  */
 function publishOfSize(topic: string, total: number): Uint8Array {
-  const head = [...utf8(topic), 0]; // topic, property length 0
-  for (let body = total - 2; body > 0; body--) {
-    const packet = frame(0x30, [...head, ...new Array(Math.max(0, body - head.length)).fill(0x61)]);
+  for (let payload = total; payload >= 0; payload--) {
+    const packet = rawPublish5(topic, "a".repeat(payload));
     if (packet.length === total) return packet;
   }
   throw new Error(`no PUBLISH of ${total} bytes on ${topic}`);
 }
 
-/** A v5 PUBLISH written byte by byte with a Topic Alias (any value, 0 included) and the given topic. */
-function aliasedPublish(
-  topic: string,
-  alias: number,
-  payload: string,
-  qos: QoS = 0,
-  packetId = 1,
-): Uint8Array {
-  const properties = [0x23, ...u16(alias)];
-  return frame(0x30 | (qos << 1), [
-    ...utf8(topic),
-    ...(qos > 0 ? u16(packetId) : []),
-    ...varInt(properties.length),
-    ...properties,
-    ...new TextEncoder().encode(payload),
-  ]);
-}
+/** The Topic Alias property (0x23), any value, 0 included. */
+const topicAlias = (alias: number) => prop.u16(0x23, alias);
 
 /**
  * The topic each PUBLISH stands for, resolving the broker's aliases as a receiver must (3.3.2.3.4): a topic
@@ -179,12 +66,12 @@ function aliasResolver(maximum: number): (packet: Publish) => string {
 
 Deno.test("[MQTT-3.3.4-9] the client's Receive Maximum 2: exactly 2 QoS 1 PUBLISH unacknowledged, the third after a PUBACK", async () => {
   await using broker = await startBroker();
-  await using sub = await subscriberV5(broker.port, "slow", [["rm", 1]], {
+  await using sub = await subscriber5(broker.port, "slow", [["rm", 1]], {
     properties: { receiveMaximum: 2 },
   });
-  await using pub = await connectV5(broker.port, "pub");
+  await using pub = await connect5(broker.port, "pub");
   for (let i = 1; i <= 4; i++) {
-    await publishV5(pub, "rm", `m${i}`, { qos: 1, messageId: i });
+    await pub.publish("rm", `m${i}`, { qos: 1, messageId: i });
     assert.equal((await pub.expect("puback")).messageId, i);
   }
   const m1 = await sub.expectPublish("rm", "m1", 1);
@@ -203,12 +90,12 @@ Deno.test("[MQTT-3.3.4-9] the client's Receive Maximum 2: exactly 2 QoS 1 PUBLIS
 
 Deno.test("[MQTT-3.3.4-9] the client's Receive Maximum 1 with QoS 2: the slot frees at PUBCOMP, not at PUBREC", async () => {
   await using broker = await startBroker();
-  await using sub = await subscriberV5(broker.port, "slow", [["rm2", 2]], {
+  await using sub = await subscriber5(broker.port, "slow", [["rm2", 2]], {
     properties: { receiveMaximum: 1 },
   });
-  await using pub = await connectV5(broker.port, "pub");
+  await using pub = await connect5(broker.port, "pub");
   for (let i = 1; i <= 2; i++) {
-    await publishV5(pub, "rm2", `m${i}`, { qos: 2, messageId: i });
+    await pub.publish("rm2", `m${i}`, { qos: 2, messageId: i });
     await pub.expect("pubrec");
     await pub.send({ cmd: "pubrel", messageId: i });
     await pub.expect("pubcomp");
@@ -224,20 +111,20 @@ Deno.test("[MQTT-3.3.4-9] the client's Receive Maximum 1 with QoS 2: the slot fr
 Deno.test("[MQTT-3.3.4-9] on reconnect, re-sent messages respect the new connection's smaller Receive Maximum (4.9)", async () => {
   await using broker = await startBroker();
   const persistent = { clean: false, properties: { sessionExpiryInterval: 60 } };
-  await using pub = await connectV5(broker.port, "pub");
+  await using pub = await connect5(broker.port, "pub");
   {
-    await using sub = await subscriberV5(broker.port, "shrinking", [["rs", 1]], {
+    await using sub = await subscriber5(broker.port, "shrinking", [["rs", 1]], {
       ...persistent,
       properties: { ...persistent.properties, receiveMaximum: 3 },
     });
     for (let i = 1; i <= 3; i++) {
-      await publishV5(pub, "rs", `m${i}`, { qos: 1, messageId: i });
+      await pub.publish("rs", `m${i}`, { qos: 1, messageId: i });
       await pub.expect("puback");
     }
     for (let i = 1; i <= 3; i++) await sub.expectPublish("rs", `m${i}`, 1);
   }
   await broker.offline("shrinking");
-  await using back = await connectV5(broker.port, "shrinking", {
+  await using back = await connect5(broker.port, "shrinking", {
     ...persistent,
     properties: { ...persistent.properties, receiveMaximum: 1 },
   });
@@ -254,12 +141,12 @@ Deno.test("[MQTT-3.3.4-9] on reconnect, re-sent messages respect the new connect
 
 Deno.test("limits.max_inflight_messages caps the outbound window even when the client's Receive Maximum is larger", async () => {
   await using broker = await startBroker({ limits: { max_inflight_messages: 2 } });
-  await using sub = await subscriberV5(broker.port, "roomy", [["cap", 1]], {
+  await using sub = await subscriber5(broker.port, "roomy", [["cap", 1]], {
     properties: { receiveMaximum: 50 },
   });
-  await using pub = await connectV5(broker.port, "pub");
+  await using pub = await connect5(broker.port, "pub");
   for (let i = 1; i <= 3; i++) {
-    await publishV5(pub, "cap", `m${i}`, { qos: 1, messageId: i });
+    await pub.publish("cap", `m${i}`, { qos: 1, messageId: i });
     await pub.expect("puback");
   }
   const m1 = await sub.expectPublish("cap", "m1", 1);
@@ -271,17 +158,17 @@ Deno.test("limits.max_inflight_messages caps the outbound window even when the c
 
 Deno.test("[MQTT-3.3.2-5] a message waiting behind a full Receive Maximum window expires there and is not sent", async () => {
   await using broker = await startBroker();
-  await using sub = await subscriberV5(broker.port, "slow", [["wait", 1]], {
+  await using sub = await subscriber5(broker.port, "slow", [["wait", 1]], {
     properties: { receiveMaximum: 1 },
   });
-  await using pub = await connectV5(broker.port, "pub");
-  await publishV5(pub, "wait", "holds the slot", { qos: 1, messageId: 1 });
-  await publishV5(pub, "wait", "expires waiting", {
+  await using pub = await connect5(broker.port, "pub");
+  await pub.publish("wait", "holds the slot", { qos: 1, messageId: 1 });
+  await pub.publish("wait", "expires waiting", {
     qos: 1,
     messageId: 2,
     properties: { messageExpiryInterval: 1 },
   });
-  await publishV5(pub, "wait", "outlives it", {
+  await pub.publish("wait", "outlives it", {
     qos: 1,
     messageId: 3,
     properties: { messageExpiryInterval: 60 },
@@ -305,30 +192,29 @@ Deno.test("[MQTT-3.3.2-5] a message waiting behind a full Receive Maximum window
 
 Deno.test("limits.max_inflight_messages 2: CONNACK Receive Maximum 2; a third unreleased QoS 2 PUBLISH gets DISCONNECT 0x93", async () => {
   await using broker = await startBroker({ limits: { max_inflight_messages: 2 } });
-  await using other = await bystander(broker);
-  const [client, connack] = await connectV5WithConnack(broker.port, "eager");
-  await using _client = client;
-  assert.equal(connack.properties?.receiveMaximum, 2);
-  await publishV5(client, "eager/t", "q2-1", { qos: 2, messageId: 1 });
+  await using other = await bystander(broker.port);
+  await using client = await connect5(broker.port, "eager");
+  assert.equal(client.connack.properties?.receiveMaximum, 2);
+  await client.publish("eager/t", "q2-1", { qos: 2, messageId: 1 });
   assert.equal((await client.expect("pubrec")).messageId, 1);
-  await publishV5(client, "eager/t", "q2-2", { qos: 2, messageId: 2 });
+  await client.publish("eager/t", "q2-2", { qos: 2, messageId: 2 });
   assert.equal((await client.expect("pubrec")).messageId, 2);
   // PUBCOMP gives a slot back: one more is fine.
   await client.send({ cmd: "pubrel", messageId: 1 });
   assert.equal((await client.expect("pubcomp")).messageId, 1);
-  await publishV5(client, "eager/t", "q2-3", { qos: 2, messageId: 3 });
+  await client.publish("eager/t", "q2-3", { qos: 2, messageId: 3 });
   assert.equal((await client.expect("pubrec")).messageId, 3);
   // Ids 2 and 3 are unreleased: a third is one more than the Receive Maximum.
-  await publishV5(client, "eager/t", "q2-4", { qos: 2, messageId: 4 });
-  await expectDisconnect(client, 0x93);
-  await assertAlive(other);
+  await client.publish("eager/t", "q2-4", { qos: 2, messageId: 4 });
+  await assertServerDisconnect(client, 0x93);
+  await assertAlive(broker, other);
 });
 
 Deno.test("limits.max_inflight_messages 1: QoS 1 PUBLISHes, each acknowledged at once, never exceed the Receive Maximum", async () => {
   await using broker = await startBroker({ limits: { max_inflight_messages: 1 } });
-  await using client = await connectV5(broker.port, "steady");
+  await using client = await connect5(broker.port, "steady");
   for (let i = 1; i <= 5; i++) {
-    await publishV5(client, "t", `m${i}`, { qos: 1, messageId: i });
+    await client.publish("t", `m${i}`, { qos: 1, messageId: i });
     assert.equal((await client.expect("puback")).messageId, i);
   }
   await client.assertIdle();
@@ -338,23 +224,23 @@ Deno.test("limits.max_inflight_messages 1: QoS 1 PUBLISHes, each acknowledged at
 
 Deno.test("[MQTT-3.1.2-24] [MQTT-3.1.2-25] the client's Maximum Packet Size: larger PUBLISHes are not sent and are counted; smaller ones are", async () => {
   await using broker = await startBroker();
-  await using sub = await subscriberV5(broker.port, "small", [["mps/#", 1]], {
+  await using sub = await subscriber5(broker.port, "small", [["mps/#", 1]], {
     // Receive Maximum 1 too: a dropped message must not keep its inflight slot [MQTT-3.1.2-25].
     properties: { maximumPacketSize: 128, receiveMaximum: 1 },
   });
-  await using pub = await connectV5(broker.port, "pub");
+  await using pub = await connect5(broker.port, "pub");
   assert.equal(broker.server.metrics.droppedTooLarge, 0);
-  await publishV5(pub, "mps/big", "x".repeat(500), { qos: 1, messageId: 1 });
+  await pub.publish("mps/big", "x".repeat(500), { qos: 1, messageId: 1 });
   await pub.expect("puback");
   // A small payload made too large by its User Property.
-  await publishV5(pub, "mps/props", "tiny", {
+  await pub.publish("mps/props", "tiny", {
     qos: 1,
     messageId: 2,
     properties: { userProperties: { padding: "p".repeat(200) } },
   });
   await pub.expect("puback");
-  await publishV5(pub, "mps/big0", "y".repeat(300), { qos: 0 });
-  await publishV5(pub, "mps/small", "fits", { qos: 1, messageId: 3 });
+  await pub.publish("mps/big0", "y".repeat(300), { qos: 0 });
+  await pub.publish("mps/small", "fits", { qos: 1, messageId: 3 });
   await pub.expect("puback");
 
   const small = await sub.expectPublish("mps/small", "fits", 1);
@@ -365,13 +251,13 @@ Deno.test("[MQTT-3.1.2-24] [MQTT-3.1.2-25] the client's Maximum Packet Size: lar
 
 Deno.test("[MQTT-3.1.2-24] the client's Maximum Packet Size counts the whole packet: exactly the limit is sent, one byte more is not", async () => {
   await using broker = await startBroker();
-  await using sub = await subscriberV5(broker.port, "edge", [["b", 0]], {
+  await using sub = await subscriber5(broker.port, "edge", [["b", 0]], {
     properties: { maximumPacketSize: 100 },
   });
-  await using pub = await connectV5(broker.port, "pub");
+  await using pub = await connect5(broker.port, "pub");
   // QoS 0 on "b" with no properties: 2 bytes of fixed header, 3 of topic, 1 of property length, then payload.
-  await publishV5(pub, "b", "x".repeat(95));
-  await publishV5(pub, "b", "y".repeat(94));
+  await pub.publish("b", "x".repeat(95));
+  await pub.publish("b", "y".repeat(94));
   await pub.assertIdle();
   const got = await sub.expectPublish("b", "y".repeat(94), 0);
   assert.deepEqual(got.properties ?? {}, {});
@@ -381,11 +267,11 @@ Deno.test("[MQTT-3.1.2-24] the client's Maximum Packet Size counts the whole pac
 
 Deno.test("[MQTT-3.1.2-24] the client's Maximum Packet Size applies to retained messages sent on SUBSCRIBE", async () => {
   await using broker = await startBroker();
-  await using pub = await connectV5(broker.port, "pub");
-  await publishV5(pub, "keep/big", "z".repeat(400), { retain: true });
-  await publishV5(pub, "keep/small", "ok", { retain: true });
+  await using pub = await connect5(broker.port, "pub");
+  await pub.publish("keep/big", "z".repeat(400), { retain: true });
+  await pub.publish("keep/small", "ok", { retain: true });
   await pub.assertIdle();
-  await using sub = await subscriberV5(broker.port, "small", [["keep/#", 0]], {
+  await using sub = await subscriber5(broker.port, "small", [["keep/#", 0]], {
     properties: { maximumPacketSize: 100 },
   });
   const got = await sub.expectPublish("keep/small", "ok", 0);
@@ -402,10 +288,10 @@ Deno.test("MQTT.js v5 with maximumPacketSize gets only the messages that fit", a
     properties: { maximumPacketSize: 200 },
   });
   await within(sub.mqtt.subscribeAsync("js/#", { qos: 1 }), "MQTT.js SUBACK");
-  await using pub = await connectV5(broker.port, "pub");
-  await publishV5(pub, "js/big", "b".repeat(1000), { qos: 1, messageId: 1 });
+  await using pub = await connect5(broker.port, "pub");
+  await pub.publish("js/big", "b".repeat(1000), { qos: 1, messageId: 1 });
   await pub.expect("puback");
-  await publishV5(pub, "js/small", "s", { qos: 1, messageId: 2 });
+  await pub.publish("js/small", "s", { qos: 1, messageId: 2 });
   await pub.expect("puback");
   const [message] = await sub.received(1);
   assert.deepEqual([message.topic, message.payload], ["js/small", "s"]);
@@ -415,32 +301,29 @@ Deno.test("MQTT.js v5 with maximumPacketSize gets only the messages that fit", a
 
 Deno.test("[MQTT-3.4.2-2] [MQTT-3.14.2-3] the Reason String is left out of a PUBACK or DISCONNECT it would make too large", async () => {
   await using broker = await startBroker({ mqtt: { retain_available: false } });
-  await using other = await bystander(broker);
-  const [client, connack] = await connectV5WithConnack(broker.port, "tight", {
+  await using other = await bystander(broker.port);
+  await using client = await connect5(broker.port, "tight", {
     properties: { maximumPacketSize: 30 },
   });
-  await using _client = client;
-  assert.equal(connack.reasonCode, 0);
-  await publishV5(client, "$SYS/vyoma-test/x", "forged", { qos: 1, messageId: 1 });
+  await client.publish("$SYS/vyoma-test/x", "forged", { qos: 1, messageId: 1 });
   const puback = await client.expect("puback");
   assert.equal(puback.reasonCode, 0x87);
   assert.equal(puback.properties?.reasonString, undefined);
-  await publishV5(client, "alive", "kept?", { retain: true });
+  await client.publish("alive", "kept?", { retain: true });
   const disconnect = await client.expect("disconnect");
   assert.equal(disconnect.reasonCode, 0x9a);
   assert.equal(disconnect.properties?.reasonString, undefined);
   await client.closedByBroker();
-  await assertAlive(other);
+  await assertAlive(broker, other);
 });
 
 // --- Maximum Packet Size: the broker's (3.2.2.3.6) ----------------------------------------------------------
 
 Deno.test("limits.max_packet_size: CONNACK Maximum Packet Size; a PUBLISH of exactly it passes, one byte more gets DISCONNECT 0x95", async () => {
   await using broker = await startBroker({ limits: { max_packet_size: 256 } });
-  await using other = await bystander(broker);
-  const [client, connack] = await connectV5WithConnack(broker.port, "big");
-  await using _client = client;
-  assert.equal(connack.properties?.maximumPacketSize, 256);
+  await using other = await bystander(broker.port);
+  await using client = await connect5(broker.port, "big");
+  assert.equal(client.connack.properties?.maximumPacketSize, 256);
 
   const fits = publishOfSize("alive", 256);
   assert.equal(fits.length, 256);
@@ -451,33 +334,32 @@ Deno.test("limits.max_packet_size: CONNACK Maximum Packet Size; a PUBLISH of exa
   assert.equal(got.payload.length, 256 - 3 - 7 - 1);
 
   await client.sendBytes(publishOfSize("alive", 257));
-  await expectDisconnect(client, 0x95);
-  await assertAlive(other);
+  await assertServerDisconnect(client, 0x95);
+  await assertAlive(broker, other);
 });
 
 Deno.test("limits.max_packet_size: a v5 PUBLISH made too large by its properties gets DISCONNECT 0x95", async () => {
   await using broker = await startBroker({ limits: { max_packet_size: 256 } });
-  await using other = await bystander(broker);
-  await using client = await connectV5(broker.port, "props");
-  await publishV5(client, "alive", "small", { properties: { userProperties: { pad: "p".repeat(300) } } });
-  await expectDisconnect(client, 0x95);
-  await assertAlive(other);
+  await using other = await bystander(broker.port);
+  await using client = await connect5(broker.port, "props");
+  await client.publish("alive", "small", { properties: { userProperties: { pad: "p".repeat(300) } } });
+  await assertServerDisconnect(client, 0x95);
+  await assertAlive(broker, other);
 });
 
 // --- Topic aliases from the client (3.3.2.3.4) ---------------------------------------------------------------
 
 Deno.test("[MQTT-3.3.2-12] an inbound alias set with a topic is used with an empty topic, and may be rebound", async () => {
   await using broker = await startBroker();
-  await using sub = await subscriberV5(broker.port, "sub", [["alias/#", 1]]);
-  const [pub, connack] = await connectV5WithConnack(broker.port, "pub");
-  await using _pub = pub;
-  assert.equal(connack.properties?.topicAliasMaximum, 10, "the default topic_alias_maximum is announced");
+  await using sub = await subscriber5(broker.port, "sub", [["alias/#", 1]]);
+  await using pub = await connect5(broker.port, "pub");
+  assert.equal(pub.connack.properties?.topicAliasMaximum, 10, "the default topic_alias_maximum is announced");
 
-  await publishV5(pub, "alias/one", "set", { qos: 1, messageId: 1, properties: { topicAlias: 10 } });
-  await publishV5(pub, "", "used", { qos: 1, messageId: 2, properties: { topicAlias: 10 } });
-  await publishV5(pub, "", "used at 0", { properties: { topicAlias: 10 } });
-  await publishV5(pub, "alias/two", "rebound", { qos: 1, messageId: 3, properties: { topicAlias: 10 } });
-  await publishV5(pub, "", "used again", { qos: 1, messageId: 4, properties: { topicAlias: 10 } });
+  await pub.publish("alias/one", "set", { qos: 1, messageId: 1, properties: { topicAlias: 10 } });
+  await pub.publish("", "used", { qos: 1, messageId: 2, properties: { topicAlias: 10 } });
+  await pub.publish("", "used at 0", { properties: { topicAlias: 10 } });
+  await pub.publish("alias/two", "rebound", { qos: 1, messageId: 3, properties: { topicAlias: 10 } });
+  await pub.publish("", "used again", { qos: 1, messageId: 4, properties: { topicAlias: 10 } });
   for (let i = 1; i <= 4; i++) {
     const puback = await pub.expect("puback");
     assert.deepEqual([puback.messageId, puback.reasonCode], [i, 0]);
@@ -500,88 +382,86 @@ Deno.test("[MQTT-3.3.2-12] an inbound alias set with a topic is used with an emp
 
 Deno.test("[MQTT-3.3.2-8] an inbound Topic Alias of 0 gets DISCONNECT 0x94", async () => {
   await using broker = await startBroker();
-  await using other = await bystander(broker);
-  await using client = await connectV5(broker.port, "zero");
-  await client.sendBytes(aliasedPublish("alive", 0, "alias zero"));
-  await expectDisconnect(client, 0x94);
-  await assertAlive(other);
+  await using other = await bystander(broker.port);
+  await using client = await connect5(broker.port, "zero");
+  await client.sendBytes(rawPublish5("alive", "alias zero", [topicAlias(0)]));
+  await assertServerDisconnect(client, 0x94);
+  await assertAlive(broker, other);
 });
 
 Deno.test("[MQTT-3.3.2-9] topic_alias_maximum 2: alias 2 works, alias 3 gets DISCONNECT 0x94", async () => {
   await using broker = await startBroker({ mqtt: { topic_alias_maximum: 2 } });
-  await using other = await bystander(broker);
-  const [client, connack] = await connectV5WithConnack(broker.port, "over");
-  await using _client = client;
-  assert.equal(connack.properties?.topicAliasMaximum, 2);
-  await client.sendBytes(aliasedPublish("alive", 2, "alias two", 1, 1));
+  await using other = await bystander(broker.port);
+  await using client = await connect5(broker.port, "over");
+  assert.equal(client.connack.properties?.topicAliasMaximum, 2);
+  await client.sendBytes(rawPublish5("alive", "alias two", [topicAlias(2)], { qos: 1, packetId: 1 }));
   assert.equal((await client.expect("puback")).reasonCode, 0);
   const got = await other.expectPublish("alive", "alias two", 1);
   await other.send({ cmd: "puback", messageId: got.messageId });
-  await client.sendBytes(aliasedPublish("alive", 3, "alias three"));
-  await expectDisconnect(client, 0x94);
-  await assertAlive(other);
+  await client.sendBytes(rawPublish5("alive", "alias three", [topicAlias(3)]));
+  await assertServerDisconnect(client, 0x94);
+  await assertAlive(broker, other);
 });
 
 Deno.test("topic_alias_maximum 0: CONNACK announces no aliases, and any alias gets DISCONNECT 0x94", async () => {
   await using broker = await startBroker({ mqtt: { topic_alias_maximum: 0 } });
-  await using other = await bystander(broker);
-  const [client, connack] = await connectV5WithConnack(broker.port, "none");
-  await using _client = client;
-  assert.equal(connack.properties?.topicAliasMaximum ?? 0, 0);
-  await client.sendBytes(aliasedPublish("alive", 1, "alias one"));
-  await expectDisconnect(client, 0x94);
-  await assertAlive(other);
+  await using other = await bystander(broker.port);
+  await using client = await connect5(broker.port, "none");
+  assert.equal(client.connack.properties?.topicAliasMaximum ?? 0, 0);
+  await client.sendBytes(rawPublish5("alive", "alias one", [topicAlias(1)]));
+  await assertServerDisconnect(client, 0x94);
+  await assertAlive(broker, other);
 });
 
 Deno.test("an empty topic with an alias never set on the connection gets DISCONNECT 0x82 (3.3.2.3.4)", async () => {
   await using broker = await startBroker();
-  await using other = await bystander(broker);
-  await using client = await connectV5(broker.port, "unknown");
-  await client.sendBytes(aliasedPublish("alive", 1, "bound", 0));
+  await using other = await bystander(broker.port);
+  await using client = await connect5(broker.port, "unknown");
+  await client.sendBytes(rawPublish5("alive", "bound", [topicAlias(1)]));
   await client.assertIdle();
   await other.expectPublish("alive", "bound", 0);
-  await client.sendBytes(aliasedPublish("", 2, "unbound"));
-  await expectDisconnect(client, 0x82);
-  await assertAlive(other);
+  await client.sendBytes(rawPublish5("", "unbound", [topicAlias(2)]));
+  await assertServerDisconnect(client, 0x82);
+  await assertAlive(broker, other);
 });
 
 Deno.test("an empty topic without any Topic Alias gets DISCONNECT 0x82", async () => {
   await using broker = await startBroker();
-  await using other = await bystander(broker);
-  await using client = await connectV5(broker.port, "empty");
-  await client.sendBytes(frame(0x30, [...utf8(""), 0, 0x61]));
-  await expectDisconnect(client, 0x82);
-  await assertAlive(other);
+  await using other = await bystander(broker.port);
+  await using client = await connect5(broker.port, "empty");
+  await client.sendBytes(rawPublish5("", "a"));
+  await assertServerDisconnect(client, 0x82);
+  await assertAlive(broker, other);
 });
 
 Deno.test("[MQTT-3.3.2-7] inbound aliases do not carry over to the next connection of the same session", async () => {
   await using broker = await startBroker();
-  await using other = await bystander(broker);
+  await using other = await bystander(broker.port);
   const session = { clean: false, properties: { sessionExpiryInterval: 60 } };
   {
-    await using first = await connectV5(broker.port, "returning", session);
-    await first.sendBytes(aliasedPublish("alive", 1, "bound", 0));
+    await using first = await connect5(broker.port, "returning", session);
+    await first.sendBytes(rawPublish5("alive", "bound", [topicAlias(1)]));
     await first.assertIdle();
     await other.expectPublish("alive", "bound", 0);
   }
   await broker.offline("returning");
-  await using second = await connectV5(broker.port, "returning", session);
+  await using second = await connect5(broker.port, "returning", session);
   assert.equal(second.sessionPresent, true);
-  await second.sendBytes(aliasedPublish("", 1, "stale alias"));
-  await expectDisconnect(second, 0x82);
-  await assertAlive(other);
+  await second.sendBytes(rawPublish5("", "stale alias", [topicAlias(1)]));
+  await assertServerDisconnect(second, 0x82);
+  await assertAlive(broker, other);
 });
 
 Deno.test("an inbound aliased PUBLISH reaches a 3.1.1 subscriber with its full topic, and is retained under it", async () => {
   await using broker = await startBroker();
   await using old = await RawClient.subscriber(broker.port, { clientId: "v311" }, [["al/#", 0]]);
-  await using pub = await connectV5(broker.port, "pub");
-  await publishV5(pub, "al/kept", "set", { properties: { topicAlias: 1 } });
-  await publishV5(pub, "", "by alias", { retain: true, properties: { topicAlias: 1 } });
+  await using pub = await connect5(broker.port, "pub");
+  await pub.publish("al/kept", "set", { properties: { topicAlias: 1 } });
+  await pub.publish("", "by alias", { retain: true, properties: { topicAlias: 1 } });
   await pub.assertIdle();
   await old.expectPublish("al/kept", "set", 0);
   await old.expectPublish("al/kept", "by alias", 0);
-  await using late = await subscriberV5(broker.port, "late", [["al/#", 0]]);
+  await using late = await subscriber5(broker.port, "late", [["al/#", 0]]);
   const retained = await late.expectPublish("al/kept", "by alias", 0);
   assert.equal(retained.retain, true);
 });
@@ -590,13 +470,13 @@ Deno.test("an inbound aliased PUBLISH reaches a 3.1.1 subscriber with its full t
 
 Deno.test("[MQTT-3.1.2-26] outbound aliases: the first delivery carries topic and alias, the next an empty topic and the same alias", async () => {
   await using broker = await startBroker();
-  await using sub = await subscriberV5(broker.port, "aliased", [["oa/#", 1]], {
+  await using sub = await subscriber5(broker.port, "aliased", [["oa/#", 1]], {
     properties: { topicAliasMaximum: 5 },
   });
-  await using pub = await connectV5(broker.port, "pub");
-  await publishV5(pub, "oa/topic/with/a/long/name", "first");
-  await publishV5(pub, "oa/topic/with/a/long/name", "second", { qos: 1, messageId: 1 });
-  await publishV5(pub, "oa/topic/with/a/long/name", "third");
+  await using pub = await connect5(broker.port, "pub");
+  await pub.publish("oa/topic/with/a/long/name", "first");
+  await pub.publish("oa/topic/with/a/long/name", "second", { qos: 1, messageId: 1 });
+  await pub.publish("oa/topic/with/a/long/name", "third");
   await pub.expect("puback");
 
   const first = await sub.expect("publish");
@@ -617,16 +497,16 @@ Deno.test("[MQTT-3.1.2-26] outbound aliases: the first delivery carries topic an
 
 Deno.test("[MQTT-3.1.2-26] [MQTT-3.3.2-10] outbound aliases never exceed the client's Topic Alias Maximum; every delivery resolves", async () => {
   await using broker = await startBroker();
-  await using sub = await subscriberV5(broker.port, "two-aliases", [["many/#", 0]], {
+  await using sub = await subscriber5(broker.port, "two-aliases", [["many/#", 0]], {
     properties: { topicAliasMaximum: 2 },
   });
-  await using pub = await connectV5(broker.port, "pub");
+  await using pub = await connect5(broker.port, "pub");
   const topics = ["many/a", "many/b", "many/c", "many/d", "many/e"];
   const sent: string[] = [];
   for (let round = 0; round < 3; round++) {
     for (const topic of [...topics, topics[0], topics[0]]) {
       sent.push(topic);
-      await publishV5(pub, topic, `${sent.length}`);
+      await pub.publish(topic, `${sent.length}`);
     }
   }
   await pub.assertIdle();
@@ -644,12 +524,12 @@ Deno.test("[MQTT-3.1.2-26] [MQTT-3.3.2-10] outbound aliases never exceed the cli
 
 Deno.test("[MQTT-3.1.2-27] a client that sets no Topic Alias Maximum gets no aliases", async () => {
   await using broker = await startBroker();
-  await using sub = await subscriberV5(broker.port, "plain", [["na/#", 0]]);
-  await using zero = await subscriberV5(broker.port, "zero", [["na/#", 0]], {
+  await using sub = await subscriber5(broker.port, "plain", [["na/#", 0]]);
+  await using zero = await subscriber5(broker.port, "zero", [["na/#", 0]], {
     properties: { topicAliasMaximum: 0 },
   });
-  await using pub = await connectV5(broker.port, "pub");
-  for (let i = 0; i < 3; i++) await publishV5(pub, "na/same", `m${i}`);
+  await using pub = await connect5(broker.port, "pub");
+  for (let i = 0; i < 3; i++) await pub.publish("na/same", `m${i}`);
   for (const client of [sub, zero]) {
     for (let i = 0; i < 3; i++) {
       const got = await client.expectPublish("na/same", `m${i}`, 0);
@@ -661,11 +541,11 @@ Deno.test("[MQTT-3.1.2-27] a client that sets no Topic Alias Maximum gets no ali
 Deno.test("[MQTT-3.3.2-7] outbound aliases start afresh on a new connection: the first delivery carries the topic again", async () => {
   await using broker = await startBroker();
   const session = { clean: false, properties: { sessionExpiryInterval: 60, topicAliasMaximum: 3 } };
-  await using pub = await connectV5(broker.port, "pub");
+  await using pub = await connect5(broker.port, "pub");
   {
-    await using sub = await subscriberV5(broker.port, "returning", [["re/#", 0]], session);
-    await publishV5(pub, "re/t", "one");
-    await publishV5(pub, "re/t", "two");
+    await using sub = await subscriber5(broker.port, "returning", [["re/#", 0]], session);
+    await pub.publish("re/t", "one");
+    await pub.publish("re/t", "two");
     const resolve = aliasResolver(3);
     assert.equal(resolve(await sub.expect("publish")), "re/t");
     const second = await sub.expect("publish");
@@ -673,9 +553,9 @@ Deno.test("[MQTT-3.3.2-7] outbound aliases start afresh on a new connection: the
     assert.equal(second.topic, "", "the alias was in use on the first connection");
   }
   await broker.offline("returning");
-  await using back = await connectV5(broker.port, "returning", session);
+  await using back = await connect5(broker.port, "returning", session);
   assert.equal(back.sessionPresent, true);
-  await publishV5(pub, "re/t", "three");
+  await pub.publish("re/t", "three");
   const first = await back.expect("publish");
   assert.equal(first.topic, "re/t", "no alias is known on a new connection");
   assert.equal(first.payload.toString(), "three");
@@ -684,11 +564,11 @@ Deno.test("[MQTT-3.3.2-7] outbound aliases start afresh on a new connection: the
 Deno.test("[MQTT-3.3.2-7] a QoS 1 message re-sent after reconnect carries its topic, not an alias of the old connection", async () => {
   await using broker = await startBroker();
   const session = { clean: false, properties: { sessionExpiryInterval: 60, topicAliasMaximum: 3 } };
-  await using pub = await connectV5(broker.port, "pub");
+  await using pub = await connect5(broker.port, "pub");
   {
-    await using sub = await subscriberV5(broker.port, "returning", [["rs/#", 1]], session);
-    await publishV5(pub, "rs/t", "acked", { qos: 1, messageId: 1 });
-    await publishV5(pub, "rs/t", "unacked", { qos: 1, messageId: 2 });
+    await using sub = await subscriber5(broker.port, "returning", [["rs/#", 1]], session);
+    await pub.publish("rs/t", "acked", { qos: 1, messageId: 1 });
+    await pub.publish("rs/t", "unacked", { qos: 1, messageId: 2 });
     for (let i = 0; i < 2; i++) await pub.expect("puback");
     const resolve = aliasResolver(3);
     const acked = await sub.expect("publish");
@@ -699,7 +579,7 @@ Deno.test("[MQTT-3.3.2-7] a QoS 1 message re-sent after reconnect carries its to
     assert.equal(unacked.topic, "", "sent by alias on the first connection");
   }
   await broker.offline("returning");
-  await using back = await connectV5(broker.port, "returning", session);
+  await using back = await connect5(broker.port, "returning", session);
   assert.equal(back.sessionPresent, true);
   const resent = await back.expect("publish");
   assert.equal(resent.payload.toString(), "unacked");
@@ -709,10 +589,10 @@ Deno.test("[MQTT-3.3.2-7] a QoS 1 message re-sent after reconnect carries its to
 
 Deno.test("outbound aliases apply to retained messages sent on SUBSCRIBE, and every one resolves", async () => {
   await using broker = await startBroker();
-  await using pub = await connectV5(broker.port, "pub");
-  for (const topic of ["ret/a", "ret/b", "ret/c"]) await publishV5(pub, topic, topic, { retain: true });
+  await using pub = await connect5(broker.port, "pub");
+  for (const topic of ["ret/a", "ret/b", "ret/c"]) await pub.publish(topic, topic, { retain: true });
   await pub.assertIdle();
-  await using sub = await subscriberV5(broker.port, "sub", [["ret/#", 0]], {
+  await using sub = await subscriber5(broker.port, "sub", [["ret/#", 0]], {
     properties: { topicAliasMaximum: 2 },
   });
   const resolve = aliasResolver(2);
@@ -723,7 +603,7 @@ Deno.test("outbound aliases apply to retained messages sent on SUBSCRIBE, and ev
     assert.equal(packet.payload.toString(), topic);
     got.push(topic);
   }
-  for (const topic of ["ret/a", "ret/b", "ret/c"]) await publishV5(pub, topic, topic);
+  for (const topic of ["ret/a", "ret/b", "ret/c"]) await pub.publish(topic, topic);
   for (let i = 0; i < 3; i++) {
     const packet = await sub.expect("publish");
     assert.equal(resolve(packet), packet.payload.toString());
@@ -741,12 +621,12 @@ Deno.test("MQTT.js v5 with topicAliasMaximum resolves the broker's aliases: ever
   const packets: IPublishPacket[] = [];
   sub.mqtt.on("message", (_topic, _payload, packet) => packets.push(packet));
   await within(sub.mqtt.subscribeAsync("jsa/#", { qos: 1 }), "MQTT.js SUBACK");
-  await using pub = await connectV5(broker.port, "pub");
+  await using pub = await connect5(broker.port, "pub");
   const expected: [string, string][] = [];
   for (let round = 0; round < 3; round++) {
     for (const topic of ["jsa/one", "jsa/two", "jsa/three", "jsa/four"]) {
       expected.push([topic, `${expected.length}`]);
-      await publishV5(pub, topic, `${expected.length - 1}`, { qos: 1, messageId: expected.length });
+      await pub.publish(topic, `${expected.length - 1}`, { qos: 1, messageId: expected.length });
       await pub.expect("puback");
     }
   }

@@ -10,13 +10,11 @@ import { Buffer } from "node:buffer";
 import type { IPublishPacket } from "mqtt-packet";
 import { startBroker, type TestBroker } from "./helpers/broker.ts";
 import { connectMqttJs } from "./helpers/mqttjs.ts";
-import { MosquittoSub, mosquittoTest, runMosquittoTool } from "./helpers/mosquitto.ts";
-import { until, within } from "./helpers/wait.ts";
+import { at, MosquittoSub, mosquittoTest, runMosquittoTool } from "./helpers/mosquitto.ts";
+import { hex, PahoScript, pahoTest } from "./helpers/paho.ts";
+import { until } from "./helpers/wait.ts";
 
 // --- Local helpers ----------------------------------------------------------------------------------------
-
-/** The broker's address arguments for a mosquitto tool. */
-const at = (broker: TestBroker) => ["-h", "127.0.0.1", "-p", String(broker.port)];
 
 /** mosquitto_pub's -D arguments for every PUBLISH property it can set. */
 const PUBLISH_PROPERTIES = [
@@ -32,6 +30,31 @@ const PUBLISH_PROPERTIES = [
 /** mosquitto_sub's -F format printing the topic, every PUBLISH property, QoS and payload, split by |. */
 const PROPERTIES_FORMAT = "%t|%C|%E|%R|%D|%F|%P|%S|%q|%p";
 
+/**
+ * mosquitto_sub -V mqttv5 as "sub5", subscribed to `filter` at `qos` (the broker has the subscription on
+ * return), printing each message with PROPERTIES_FORMAT.
+ */
+function propertiesSub(broker: TestBroker, filter: string, qos: number): Promise<MosquittoSub> {
+  return MosquittoSub.subscribed(broker, "sub5", filter, [
+    "-V",
+    "mqttv5",
+    "-q",
+    String(qos),
+    "-F",
+    PROPERTIES_FORMAT,
+  ]);
+}
+
+/** mosquitto_pub -V mqttv5 sends `message` on `topic` (at `qos`, if given) with PUBLISH_PROPERTIES; must succeed. */
+async function publishWithProperties(broker: TestBroker, topic: string, message: string, qos?: number) {
+  const pub = await runMosquittoTool("mosquitto_pub", [
+    ...at(broker),
+    ...["-V", "mqttv5", ...(qos === undefined ? [] : ["-q", String(qos)]), "-t", topic, "-m", message],
+    ...PUBLISH_PROPERTIES,
+  ]);
+  assert.equal(pub.code, 0, pub.stderr);
+}
+
 /** Splits a line printed with PROPERTIES_FORMAT into named fields. */
 function parseLine(line: string) {
   const [topic, contentType, expiry, responseTopic, correlation, format, user, ids, qos, payload] = line
@@ -41,176 +64,14 @@ function parseLine(line: string) {
   return { topic, contentType, expiry, responseTopic, correlation, format, user, ids, qos, payload };
 }
 
-/** Lower-case hex of the UTF-8 bytes of `text`, as paho's Properties.json() shows Correlation Data. */
-function hex(text: string): string {
-  return [...new TextEncoder().encode(text)].map((byte) => byte.toString(16).padStart(2, "0")).join("");
-}
-
-/**
- * A python3 that can import paho-mqtt: the one on PATH, else Debian's (python3-paho-mqtt installs there,
- * while a pyenv python3 may come first on PATH). Null if neither has it.
- */
-function findPython(): string | null {
-  for (const candidate of ["python3", "/usr/bin/python3"]) {
-    try {
-      const { success } = new Deno.Command(candidate, {
-        args: ["-c", "import paho.mqtt.client"],
-        stdout: "null",
-        stderr: "null",
-      }).outputSync();
-      if (success) return candidate;
-    } catch {
-      // not installed
-    }
-  }
-  return null;
-}
-
-const python = findPython();
-const skipPaho = python === null && Deno.env.get("VYOMA_REQUIRE_PAHO") !== "1";
-if (skipPaho) {
-  console.warn("python3 with paho-mqtt not found: its tests are ignored (apt-get install python3-paho-mqtt)");
-}
-
-/** mosquitto_pub or mosquitto_sub missing, and allowed to be (as tests/helpers/mosquitto.ts decides). */
-const mosquittoMissing =
-  !["mosquitto_pub", "mosquitto_sub"].every((tool) =>
-    (Deno.env.get("PATH") ?? "").split(":").some((dir) => {
-      try {
-        return Deno.statSync(`${dir}/${tool}`).isFile;
-      } catch {
-        return false;
-      }
-    })
-  ) && Deno.env.get("VYOMA_REQUIRE_MOSQUITTO") !== "1";
-
-/**
- * A test that drives paho-mqtt (and the mosquitto tools, if `needsMosquitto`): ignored, not failed, where
- * they are not installed; VYOMA_REQUIRE_PAHO=1 turns a missing paho into failing tests instead.
- */
-function pahoTest(name: string, fn: () => Promise<void>, needsMosquitto = false): void {
-  Deno.test({ name, ignore: skipPaho || (needsMosquitto && mosquittoMissing), fn });
-}
-
-/**
- * The start of every paho script: `client(id)` makes an MQTTv5 client with paho 1.x or 2.x, `PORT` is the
- * broker's port (first argument), and `out(obj)` prints one JSON line.
- */
-const PAHO_PRELUDE = `
-import json, sys, threading
-import paho.mqtt.client as mqtt
-from paho.mqtt.properties import Properties
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.subscribeoptions import SubscribeOptions
-PORT = int(sys.argv[1])
-def client(cid):
-    if hasattr(mqtt, "CallbackAPIVersion"):
-        return mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=cid, protocol=mqtt.MQTTv5)
-    return mqtt.Client(client_id=cid, protocol=mqtt.MQTTv5)
-def out(obj):
-    print(json.dumps(obj), flush=True)
-def codes(reason_codes):
-    return [int(getattr(c, "value", c)) for c in reason_codes]
-`;
-
-/**
- * A paho script run by python3 while the test goes on; its stdout read line by line as JSON. Disposing kills
- * it (if it still runs) and waits for it, so no process outlives the test.
- */
-class PahoScript implements AsyncDisposable {
-  readonly #child: Deno.ChildProcess;
-  readonly #stdout: Promise<void>;
-  readonly #stderr: Promise<string>;
-  #text = "";
-  #wake: (() => void) | null = null;
-
-  constructor(code: string, broker: TestBroker) {
-    const child = this.#child = new Deno.Command(python ?? "python3", {
-      args: ["-c", PAHO_PRELUDE + code, String(broker.port)],
-      stdin: "null",
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
-    this.#stdout = (async () => {
-      for await (const chunk of child.stdout.pipeThrough(new TextDecoderStream())) {
-        this.#text += chunk;
-        this.#wake?.();
-      }
-    })();
-    this.#stderr = new Response(this.#child.stderr).text();
-  }
-
-  /** Waits until `count` whole lines have been printed; returns them parsed as JSON. */
-  lines(count: number): Promise<Record<string, unknown>[]> {
-    return within(
-      new Promise((resolve) => {
-        const check = () => {
-          const lines = this.#text.split("\n");
-          if (lines.length <= count) return;
-          this.#wake = null;
-          resolve(lines.slice(0, count).map((line) => JSON.parse(line)));
-        };
-        this.#wake = check;
-        check();
-      }),
-      `${count} line(s) from the paho script (so far: ${JSON.stringify(this.#text)})`,
-    );
-  }
-
-  /** Waits for the script to exit; asserts it succeeded and returns its lines parsed as JSON. */
-  async finished(): Promise<Record<string, unknown>[]> {
-    const { code } = await within(this.#child.status, "the paho script to exit", 15_000);
-    await this.#stdout;
-    const stderr = await this.#stderr;
-    assert.equal(code, 0, `the paho script failed: ${stderr}`);
-    return this.#text.split("\n").filter((line) => line !== "").map((line) => JSON.parse(line));
-  }
-
-  async [Symbol.asyncDispose](): Promise<void> {
-    try {
-      this.#child.kill("SIGKILL");
-    } catch {
-      // already exited
-    }
-    await this.#child.status;
-    await this.#stdout;
-    await this.#stderr;
-  }
-}
-
 // --- mosquitto 5.0 to mosquitto 5.0 ------------------------------------------------------------------------
 
 mosquittoTest(
   "[MQTT-3.3.2-15] [MQTT-3.3.2-16] [MQTT-3.3.2-17] mosquitto_pub -V mqttv5 -D publish ...: mosquitto_sub -V mqttv5 prints every property",
   async () => {
     await using broker = await startBroker();
-    await using sub = new MosquittoSub([
-      ...at(broker),
-      "-V",
-      "mqttv5",
-      "-i",
-      "sub5",
-      "-q",
-      "1",
-      "-t",
-      "p/#",
-      "-F",
-      PROPERTIES_FORMAT,
-    ]);
-    await broker.subscribed("sub5", "p/#");
-    const pub = await runMosquittoTool("mosquitto_pub", [
-      ...at(broker),
-      "-V",
-      "mqttv5",
-      "-q",
-      "1",
-      "-t",
-      "p/x",
-      "-m",
-      "hello five",
-      ...PUBLISH_PROPERTIES,
-    ]);
-    assert.equal(pub.code, 0, pub.stderr);
+    await using sub = await propertiesSub(broker, "p/#", 1);
+    await publishWithProperties(broker, "p/x", "hello five", 1);
     const [line] = await sub.lines(1);
     const got = parseLine(line);
     const expiry = Number(got.expiry);
@@ -235,29 +96,13 @@ mosquittoTest(
   "mosquitto_pub -V mqttv5 with properties: a 3.1.1 mosquitto_sub gets the message and none of the properties",
   async () => {
     await using broker = await startBroker();
-    await using sub = new MosquittoSub([
-      ...at(broker),
+    await using sub = await MosquittoSub.subscribed(broker, "sub311", "p/#", [
       "-V",
       "mqttv311",
-      "-i",
-      "sub311",
-      "-t",
-      "p/#",
       "-F",
       "%t|%C|%P|%p",
     ]);
-    await broker.subscribed("sub311", "p/#");
-    const pub = await runMosquittoTool("mosquitto_pub", [
-      ...at(broker),
-      "-V",
-      "mqttv5",
-      "-t",
-      "p/old",
-      "-m",
-      "plain",
-      ...PUBLISH_PROPERTIES,
-    ]);
-    assert.equal(pub.code, 0, pub.stderr);
+    await publishWithProperties(broker, "p/old", "plain");
     assert.deepEqual(await sub.lines(1), ["p/old|||plain"]);
   },
 );
@@ -270,19 +115,7 @@ mosquittoTest("mosquitto_pub -V mqttv5 properties reach MQTT.js (protocolVersion
   const packets: IPublishPacket[] = [];
   sub.mqtt.on("message", (_topic, _payload, packet) => packets.push(packet));
   await sub.mqtt.subscribeAsync("p/#", { qos: 1, properties: { subscriptionIdentifier: 77 } });
-  const pub = await runMosquittoTool("mosquitto_pub", [
-    ...at(broker),
-    "-V",
-    "mqttv5",
-    "-q",
-    "1",
-    "-t",
-    "p/js",
-    "-m",
-    "to js",
-    ...PUBLISH_PROPERTIES,
-  ]);
-  assert.equal(pub.code, 0, pub.stderr);
+  await publishWithProperties(broker, "p/js", "to js", 1);
   await until(() => packets.length === 1, "MQTT.js to receive the message");
   const { properties, payload, topic } = packets[0];
   assert.deepEqual([topic, payload.toString()], ["p/js", "to js"]);
@@ -308,20 +141,7 @@ mosquittoTest("mosquitto_pub -V mqttv5 properties reach MQTT.js (protocolVersion
 
 mosquittoTest("MQTT.js (protocolVersion 5) publish properties reach mosquitto_sub -V mqttv5", async () => {
   await using broker = await startBroker();
-  await using sub = new MosquittoSub([
-    ...at(broker),
-    "-V",
-    "mqttv5",
-    "-i",
-    "sub5",
-    "-q",
-    "2",
-    "-t",
-    "js/#",
-    "-F",
-    PROPERTIES_FORMAT,
-  ]);
-  await broker.subscribed("sub5", "js/#");
+  await using sub = await propertiesSub(broker, "js/#", 2);
   await using pub = await connectMqttJs(broker.port, { protocolVersion: 5, clientId: "jspub" });
   await pub.mqtt.publishAsync("js/out", "from js", {
     qos: 2,
@@ -348,6 +168,7 @@ pahoTest(
   async () => {
     await using broker = await startBroker();
     await using paho = new PahoScript(
+      broker.port,
       `
 got = threading.Event()
 def on_connect(c, u, flags, rc, props):
@@ -367,22 +188,9 @@ c.loop_start()
 got.wait(10)
 c.disconnect(); c.loop_stop()
 `,
-      broker,
     );
     assert.deepEqual(await paho.lines(2), [{ suback: [1] }, { suback: [0] }]);
-    const pub = await runMosquittoTool("mosquitto_pub", [
-      ...at(broker),
-      "-V",
-      "mqttv5",
-      "-q",
-      "1",
-      "-t",
-      "i/x",
-      "-m",
-      "to paho",
-      ...PUBLISH_PROPERTIES,
-    ]);
-    assert.equal(pub.code, 0, pub.stderr);
+    await publishWithProperties(broker, "i/x", "to paho", 1);
     const [, , message] = await paho.finished();
     const props = message.props as Record<string, unknown>;
     const expiry = props.MessageExpiryInterval as number;
@@ -407,28 +215,16 @@ c.disconnect(); c.loop_stop()
       },
     });
   },
-  true,
+  { mosquitto: true },
 );
 
 pahoTest(
   "paho MQTTv5 publish properties round trip: to itself, and to mosquitto_sub -V mqttv5",
   async () => {
     await using broker = await startBroker();
-    await using sub = new MosquittoSub([
-      ...at(broker),
-      "-V",
-      "mqttv5",
-      "-i",
-      "sub5",
-      "-q",
-      "1",
-      "-t",
-      "rt/#",
-      "-F",
-      PROPERTIES_FORMAT,
-    ]);
-    await broker.subscribed("sub5", "rt/#");
+    await using sub = await propertiesSub(broker, "rt/#", 1);
     await using paho = new PahoScript(
+      broker.port,
       `
 subscribed = threading.Event()
 got = threading.Event()
@@ -455,7 +251,6 @@ c.publish("rt/self", '{"n": 1}', qos=1, properties=p).wait_for_publish(10)
 got.wait(10)
 c.disconnect(); c.loop_stop()
 `,
-      broker,
     );
     const [suback, message] = await paho.finished();
     assert.deepEqual(suback, { suback: [1] });
@@ -483,12 +278,13 @@ c.disconnect(); c.loop_stop()
       ["rt/self", "application/json", "rt/reply", "1", "a:1 a:2", '{"n": 1}'],
     );
   },
-  true,
+  { mosquitto: true },
 );
 
 pahoTest("paho MQTTv5 shared subscription: two members share ten messages, five each", async () => {
   await using broker = await startBroker();
   await using paho = new PahoScript(
+    broker.port,
     `
 N = 10
 lock = threading.Lock()
@@ -528,7 +324,6 @@ with lock:
 for c in members + [pub]:
     c.disconnect(); c.loop_stop()
 `,
-    broker,
   );
   const lines = await paho.finished();
   const subacks = lines.filter((line) => "suback" in line).map((line) => line.suback);

@@ -9,543 +9,33 @@
 
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
-import mqttPacket from "mqtt-packet";
-import type * as MP from "mqtt-packet";
 import type { IPublishPacket } from "mqtt";
-import { type ConfigOverrides, startBroker, type TestBroker } from "./helpers/broker.ts";
-import { frame, u16, utf8, utf8Bytes, varInt } from "./helpers/bytes.ts";
+import { type ConfigOverrides, startBroker } from "./helpers/broker.ts";
 import { connectMqttJs } from "./helpers/mqttjs.ts";
-import { MosquittoSub, mosquittoTest, runMosquittoTool } from "./helpers/mosquitto.ts";
-import { assertPublish, type Packet, RawClient, summary } from "./helpers/raw.ts";
+import { at, MosquittoSub, mosquittoTest, runMosquittoTool } from "./helpers/mosquitto.ts";
+import { hex, PahoSub, pahoTest } from "./helpers/paho.ts";
+import { RawClient } from "./helpers/raw.ts";
+import {
+  assertAlive,
+  assertServerDisconnect,
+  bystander,
+  ByteClient,
+  connect5,
+  parsePublish5,
+  prop,
+  type PublishProperties,
+  rawPublish5,
+  subscriber5,
+  userProperties,
+} from "./helpers/v5.ts";
 import { delay, within } from "./helpers/wait.ts";
-
-// --- Local helpers ------------------------------------------------------------------------------------------
-
-type QoS = 0 | 1 | 2;
-type PublishProperties = NonNullable<MP.IPublishPacket["properties"]>;
-
-/** A RawClient at MQTT 5 that has completed CONNECT/CONNACK with reason code 0. */
-async function connectV5(
-  port: number,
-  clientId: string,
-  fields: Partial<MP.IConnectPacket> = {},
-): Promise<RawClient> {
-  const client = await RawClient.open(port, 5);
-  try {
-    const connack = await client.connect({ protocolVersion: 5, clientId, ...fields });
-    assert.equal(connack.reasonCode, 0, `CONNACK reason code for ${clientId}`);
-  } catch (error) {
-    await client.close();
-    throw error;
-  }
-  return client;
-}
-
-/** `connectV5`, then SUBSCRIBE to `filters`, asserting each is granted the QoS asked for. */
-async function subscriberV5(
-  port: number,
-  clientId: string,
-  filters: [topic: string, qos: QoS][],
-  fields: Partial<MP.IConnectPacket> = {},
-): Promise<RawClient> {
-  const client = await connectV5(port, clientId, fields);
-  try {
-    assert.deepEqual(await client.subscribe(filters), filters.map(([, qos]) => qos), "SUBACK reason codes");
-  } catch (error) {
-    await client.close();
-    throw error;
-  }
-  return client;
-}
-
-interface V5PublishOptions {
-  qos?: QoS;
-  messageId?: number;
-  retain?: boolean;
-  properties?: PublishProperties;
-}
-
-/** Sends an MQTT 5 PUBLISH (with properties) from a version 5 RawClient. */
-async function publishV5(
-  client: RawClient,
-  topic: string,
-  payload: string | Uint8Array,
-  { qos = 0, messageId, retain = false, properties }: V5PublishOptions = {},
-): Promise<void> {
-  await client.send({
-    cmd: "publish",
-    topic,
-    payload: typeof payload === "string" ? payload : Buffer.from(payload),
-    qos,
-    messageId: qos > 0 ? messageId ?? 1 : undefined,
-    retain,
-    dup: false,
-    properties,
-  });
-}
-
-/** The next packet must be DISCONNECT with `reasonCode` and a Reason String, then the broker closes. */
-async function expectDisconnect(client: RawClient, reasonCode: number): Promise<void> {
-  const packet = await client.expect("disconnect");
-  assert.equal(
-    packet.reasonCode,
-    reasonCode,
-    `DISCONNECT reason code 0x${packet.reasonCode?.toString(16)}, expected 0x${reasonCode.toString(16)}`,
-  );
-  assert.equal(typeof packet.properties?.reasonString, "string", "the DISCONNECT carries a Reason String");
-  assert.deepEqual((await client.closedByBroker()).map(summary), [], "nothing after DISCONNECT");
-  assert.ok(client.isClosed);
-}
-
-/** A v5 client subscribed to `alive`, connected before a violation to show the broker still serves others. */
-function bystander(broker: TestBroker): Promise<RawClient> {
-  return subscriberV5(broker.port, "bystander", [["alive", 1]]);
-}
-
-/** The bystander publishes at QoS 1 to itself: it gets PUBACK 0x00 and its message back. */
-async function assertAlive(client: RawClient): Promise<void> {
-  await publishV5(client, "alive", "still here", { qos: 1, messageId: 4242 });
-  const packets = [await client.next(), await client.next()];
-  const puback = packets.find((p) => p.cmd === "puback");
-  const publish = packets.find((p) => p.cmd === "publish");
-  assert.ok(puback && publish, `expected PUBACK and PUBLISH, got ${JSON.stringify(packets.map(summary))}`);
-  assert.equal(puback.messageId, 4242);
-  assert.equal(puback.reasonCode, 0);
-  assertPublish(publish, "alive", "still here", 1);
-  await client.send({ cmd: "puback", messageId: publish.messageId });
-  await client.assertIdle();
-}
-
-/** The address arguments of a mosquitto tool. */
-const at = (broker: TestBroker) => ["-h", "127.0.0.1", "-p", String(broker.port)];
-
-// A byte-level view of PUBLISH properties: mqtt-packet folds User Properties into an object, which loses
-// the order of different keys, so the order rule [MQTT-3.3.2-18] is checked on the bytes.
-
-/** Property identifiers by value type (MQTT 5 section 2.2.2.2). */
-const PROPERTY_TYPES: Record<number, "byte" | "u16" | "u32" | "varint" | "string" | "binary" | "pair"> = {
-  0x01: "byte",
-  0x02: "u32",
-  0x03: "string",
-  0x08: "string",
-  0x09: "binary",
-  0x0b: "varint",
-  0x11: "u32",
-  0x12: "string",
-  0x13: "u16",
-  0x15: "string",
-  0x16: "binary",
-  0x17: "byte",
-  0x18: "u32",
-  0x19: "byte",
-  0x1a: "string",
-  0x1c: "string",
-  0x1f: "string",
-  0x21: "u16",
-  0x22: "u16",
-  0x23: "u16",
-  0x24: "byte",
-  0x25: "byte",
-  0x26: "pair",
-  0x27: "u32",
-  0x28: "byte",
-  0x29: "byte",
-  0x2a: "byte",
-};
-
-interface RawProperty {
-  id: number;
-  /** The property's bytes, identifier included, as on the wire. */
-  bytes: number[];
-}
-
-interface RawPublish {
-  topic: string;
-  qos: number;
-  packetId?: number;
-  properties: RawProperty[];
-  payload: Uint8Array;
-}
-
-function readVarInt(bytes: Uint8Array, at: number): [value: number, next: number] {
-  let value = 0;
-  let multiplier = 1;
-  for (;;) {
-    const byte = bytes[at++];
-    value += (byte & 0x7f) * multiplier;
-    if ((byte & 0x80) === 0) return [value, at];
-    multiplier *= 128;
-  }
-}
-
-/** Splits a v5 PUBLISH packet (whole, fixed header included) into its parts, keeping properties as bytes. */
-function parseV5Publish(packet: Uint8Array): RawPublish {
-  assert.equal(packet[0] >> 4, 3, `expected a PUBLISH, got first byte 0x${packet[0].toString(16)}`);
-  const qos = (packet[0] >> 1) & 3;
-  let [, at] = readVarInt(packet, 1);
-  const topicLength = (packet[at] << 8) | packet[at + 1];
-  const topic = new TextDecoder().decode(packet.subarray(at + 2, at + 2 + topicLength));
-  at += 2 + topicLength;
-  let packetId: number | undefined;
-  if (qos > 0) {
-    packetId = (packet[at] << 8) | packet[at + 1];
-    at += 2;
-  }
-  const [propertiesLength, propertiesStart] = readVarInt(packet, at);
-  const end = propertiesStart + propertiesLength;
-  const properties: RawProperty[] = [];
-  for (let p = propertiesStart; p < end;) {
-    const start = p;
-    const id = packet[p++];
-    const type = PROPERTY_TYPES[id];
-    assert.ok(type, `unknown property identifier 0x${id.toString(16)}`);
-    const u16At = (i: number) => (packet[i] << 8) | packet[i + 1];
-    switch (type) {
-      case "byte":
-        p += 1;
-        break;
-      case "u16":
-        p += 2;
-        break;
-      case "u32":
-        p += 4;
-        break;
-      case "varint":
-        p = readVarInt(packet, p)[1];
-        break;
-      case "string":
-      case "binary":
-        p += 2 + u16At(p);
-        break;
-      case "pair":
-        p += 2 + u16At(p);
-        p += 2 + u16At(p);
-        break;
-    }
-    properties.push({ id, bytes: [...packet.subarray(start, p)] });
-  }
-  return { topic, qos, packetId, properties, payload: packet.slice(end) };
-}
-
-/** The User Properties among `properties`, decoded, in wire order. */
-function userProperties(properties: RawProperty[]): [string, string][] {
-  const decoder = new TextDecoder();
-  return properties.filter((p) => p.id === 0x26).map(({ bytes }) => {
-    const data = Uint8Array.from(bytes);
-    const keyLength = (data[1] << 8) | data[2];
-    const key = decoder.decode(data.subarray(3, 3 + keyLength));
-    const value = decoder.decode(data.subarray(5 + keyLength));
-    return [key, value];
-  });
-}
-
-/** A property written by hand: identifier, then its value bytes. */
-const prop = {
-  byte: (id: number, value: number) => [id, value],
-  u32: (
-    id: number,
-    value: number,
-  ) => [id, (value >>> 24) & 0xff, (value >> 16) & 0xff, ...u16(value & 0xffff)],
-  string: (id: number, value: string) => [id, ...utf8(value)],
-  binary: (id: number, value: number[]) => [id, ...u16(value.length), ...value],
-  pair: (key: string, value: string) => [0x26, ...utf8(key), ...utf8(value)],
-};
-
-/** A v5 PUBLISH written byte by byte with exactly the `properties` given, in that order. */
-function rawPublishV5(
-  topic: string,
-  payload: string,
-  properties: number[][],
-  { qos = 0, packetId = 1 }: { qos?: QoS; packetId?: number } = {},
-): Uint8Array {
-  const props = properties.flat();
-  return frame(0x30 | (qos << 1), [
-    ...utf8(topic),
-    ...(qos > 0 ? u16(packetId) : []),
-    ...varInt(props.length),
-    ...props,
-    ...utf8Bytes(payload),
-  ]);
-}
-
-/**
- * A version 5 client that keeps each packet from the broker as bytes: it connects and subscribes with
- * mqtt-packet, then hands out whole packets undecoded.
- */
-class ByteClient implements AsyncDisposable {
-  readonly #conn: Deno.TcpConn;
-  readonly #packets: Uint8Array[] = [];
-  #buffer = new Uint8Array(0);
-  #ended = false;
-  #wake: (() => void) | null = null;
-  readonly #loop: Promise<void>;
-
-  private constructor(conn: Deno.TcpConn) {
-    this.#conn = conn;
-    this.#loop = this.#read();
-  }
-
-  /** Connects as `clientId` (MQTT 5) and subscribes to `filter` at `qos`, checking CONNACK and SUBACK. */
-  static async subscriber(port: number, clientId: string, filter: string, qos: QoS): Promise<ByteClient> {
-    const conn = await Deno.connect({ hostname: "127.0.0.1", port });
-    conn.setNoDelay(true);
-    const client = new ByteClient(conn);
-    try {
-      await client.send({ cmd: "connect", protocolId: "MQTT", protocolVersion: 5, clientId, clean: true });
-      const connack = await client.next();
-      assert.equal(connack[0], 0x20, "CONNACK");
-      assert.equal(connack[3], 0, "CONNACK reason code");
-      await client.send({ cmd: "subscribe", messageId: 1, subscriptions: [{ topic: filter, qos }] });
-      const suback = await client.next();
-      assert.equal(suback[0], 0x90, "SUBACK");
-      assert.equal(suback[suback.length - 1], qos, "SUBACK reason code");
-    } catch (error) {
-      await client.close();
-      throw error;
-    }
-    return client;
-  }
-
-  async send(packet: Packet): Promise<void> {
-    const bytes = mqttPacket.generate(packet, { protocolVersion: 5 });
-    for (let at = 0; at < bytes.length;) at += await this.#conn.write(bytes.subarray(at));
-  }
-
-  /** The next whole packet from the broker, as bytes. */
-  async next(): Promise<Uint8Array> {
-    await within(
-      new Promise<void>((resolve) => {
-        const check = () => {
-          if (this.#packets.length === 0 && !this.#ended) return;
-          this.#wake = null;
-          resolve();
-        };
-        this.#wake = check;
-        check();
-      }),
-      "a packet from the broker",
-    );
-    const packet = this.#packets.shift();
-    if (!packet) throw new Error("the broker closed the connection instead of sending a packet");
-    return packet;
-  }
-
-  async close(): Promise<void> {
-    try {
-      this.#conn.close();
-    } catch {
-      // already closed
-    }
-    await this.#loop;
-  }
-
-  [Symbol.asyncDispose](): Promise<void> {
-    return this.close();
-  }
-
-  async #read(): Promise<void> {
-    const chunk = new Uint8Array(64 * 1024);
-    try {
-      while (true) {
-        const n = await this.#conn.read(chunk);
-        if (n === null) break;
-        const joined = new Uint8Array(this.#buffer.length + n);
-        joined.set(this.#buffer);
-        joined.set(chunk.subarray(0, n), this.#buffer.length);
-        this.#buffer = joined;
-        this.#split();
-      }
-    } catch {
-      // reset by the broker, or closed by us
-    }
-    this.#ended = true;
-    this.#wake?.();
-  }
-
-  /** Moves every complete packet at the front of the buffer to the queue. */
-  #split(): void {
-    for (;;) {
-      if (this.#buffer.length < 2) return;
-      let length = 0;
-      let multiplier = 1;
-      let at = 1;
-      for (;;) {
-        if (at >= this.#buffer.length) return;
-        const byte = this.#buffer[at++];
-        length += (byte & 0x7f) * multiplier;
-        if ((byte & 0x80) === 0) break;
-        multiplier *= 128;
-      }
-      if (this.#buffer.length < at + length) return;
-      this.#packets.push(this.#buffer.slice(0, at + length));
-      this.#buffer = this.#buffer.slice(at + length);
-      this.#wake?.();
-    }
-  }
-}
-
-// Python paho (python3-paho-mqtt) as an MQTT 5 subscriber: it keeps User Properties as an ordered list.
-
-/** A python3 that can import paho, or null (its tests are then ignored). */
-const PYTHON = (() => {
-  for (const candidate of ["python3", "/usr/bin/python3"]) {
-    try {
-      const out = new Deno.Command(candidate, {
-        args: ["-c", "import paho.mqtt.client"],
-        stdout: "null",
-        stderr: "null",
-      }).outputSync();
-      if (out.success) return candidate;
-    } catch {
-      // not there
-    }
-  }
-  return null;
-})();
-
-const MOSQUITTO = ["mosquitto_pub", "mosquitto_sub"].every((tool) =>
-  (Deno.env.get("PATH") ?? "").split(":").some((dir) => {
-    try {
-      return Deno.statSync(`${dir}/${tool}`).isFile;
-    } catch {
-      return false;
-    }
-  })
-);
-
-if (PYTHON === null) {
-  console.warn("python3 with paho-mqtt not found: its tests are ignored (python3-paho-mqtt)");
-}
-
-/** A test that drives paho (and mosquitto_pub, if `mosquitto`): ignored where they are not installed. */
-function pahoTest(name: string, fn: () => Promise<void>, { mosquitto = false } = {}): void {
-  Deno.test({ name, ignore: PYTHON === null || (mosquitto && !MOSQUITTO), fn });
-}
-
-const PAHO_SUBSCRIBER = `
-import json, sys
-import paho.mqtt.client as mqtt
-
-port, client_id, topic, qos = int(sys.argv[1]), sys.argv[2], sys.argv[3], int(sys.argv[4])
-
-def on_connect(client, userdata, flags, reason_code, properties=None):
-    client.subscribe(topic, qos=qos)
-
-def on_subscribe(client, userdata, mid, reason_codes, properties=None):
-    print(json.dumps({"ready": True}), flush=True)
-
-def on_message(client, userdata, msg):
-    p = msg.properties
-    props = {}
-    for name in ("PayloadFormatIndicator", "ContentType", "ResponseTopic", "MessageExpiryInterval"):
-        if hasattr(p, name):
-            props[name] = getattr(p, name)
-    if hasattr(p, "CorrelationData"):
-        props["CorrelationData"] = p.CorrelationData.hex()
-    if hasattr(p, "UserProperty"):
-        props["UserProperty"] = [list(pair) for pair in p.UserProperty]
-    print(json.dumps({"topic": msg.topic, "payload": msg.payload.decode("utf-8", "replace"),
-                      "qos": msg.qos, "properties": props}), flush=True)
-
-client = mqtt.Client(client_id=client_id, protocol=mqtt.MQTTv5)
-client.on_connect = on_connect
-client.on_subscribe = on_subscribe
-client.on_message = on_message
-client.connect("127.0.0.1", port, clean_start=True)
-client.loop_forever()
-`;
-
-interface PahoMessage {
-  topic: string;
-  payload: string;
-  qos: number;
-  properties: {
-    PayloadFormatIndicator?: number;
-    ContentType?: string;
-    ResponseTopic?: string;
-    MessageExpiryInterval?: number;
-    CorrelationData?: string;
-    UserProperty?: [string, string][];
-  };
-}
-
-/** paho subscribed to `topic` at `qos`, printing each message as a JSON line. */
-class PahoSub implements AsyncDisposable {
-  readonly #child: Deno.ChildProcess;
-  readonly #stdout: Promise<void>;
-  readonly #stderr: Promise<string>;
-  #text = "";
-  #wake: (() => void) | null = null;
-
-  private constructor(args: string[]) {
-    this.#child = new Deno.Command(PYTHON!, {
-      args: ["-c", PAHO_SUBSCRIBER, ...args],
-      stdin: "null",
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
-    this.#stdout = this.#read();
-    this.#stderr = new Response(this.#child.stderr).text();
-  }
-
-  /** Starts paho and waits for its SUBACK. */
-  static async subscribed(port: number, clientId: string, topic: string, qos: QoS): Promise<PahoSub> {
-    const sub = new PahoSub([String(port), clientId, topic, String(qos)]);
-    try {
-      assert.deepEqual(await sub.#lines(1), ['{"ready": true}']);
-    } catch (error) {
-      await sub[Symbol.asyncDispose]();
-      throw error;
-    }
-    return sub;
-  }
-
-  /** Waits for `count` messages and returns them. */
-  async messages(count: number): Promise<PahoMessage[]> {
-    return (await this.#lines(count + 1)).slice(1).map((line) => JSON.parse(line));
-  }
-
-  #lines(count: number): Promise<string[]> {
-    return within(
-      new Promise<string[]>((resolve) => {
-        const check = () => {
-          const lines = this.#text.split("\n");
-          if (lines.length <= count) return;
-          this.#wake = null;
-          resolve(lines.slice(0, count));
-        };
-        this.#wake = check;
-        check();
-      }),
-      `${count} line(s) from paho (so far: ${JSON.stringify(this.#text)})`,
-    );
-  }
-
-  async [Symbol.asyncDispose](): Promise<void> {
-    try {
-      this.#child.kill("SIGTERM");
-    } catch {
-      // already exited
-    }
-    await this.#child.status;
-    await this.#stdout;
-    await this.#stderr;
-  }
-
-  async #read(): Promise<void> {
-    for await (const chunk of this.#child.stdout.pipeThrough(new TextDecoderStream())) {
-      this.#text += chunk;
-      this.#wake?.();
-    }
-  }
-}
 
 // --- PUBACK / PUBREC reason codes (3.4.2.1, 3.5.2.1) ---------------------------------------------------------
 
 Deno.test("[MQTT-3.4.2-1] PUBACK 0x10 (no matching subscribers) when nothing is subscribed", async () => {
   await using broker = await startBroker();
-  await using pub = await connectV5(broker.port, "pub");
-  await publishV5(pub, "nobody/listens", "x", { qos: 1, messageId: 11 });
+  await using pub = await connect5(broker.port, "pub");
+  await pub.publish("nobody/listens", "x", { qos: 1, messageId: 11 });
   const puback = await pub.expect("puback");
   assert.equal(puback.messageId, 11);
   assert.equal(puback.reasonCode, 0x10);
@@ -554,8 +44,8 @@ Deno.test("[MQTT-3.4.2-1] PUBACK 0x10 (no matching subscribers) when nothing is 
 
 Deno.test("[MQTT-3.5.2-1] PUBREC 0x10 with no subscribers; the flow goes on: PUBREL gets PUBCOMP 0x00", async () => {
   await using broker = await startBroker();
-  await using pub = await connectV5(broker.port, "pub");
-  await publishV5(pub, "nobody/listens", "x", { qos: 2, messageId: 12 });
+  await using pub = await connect5(broker.port, "pub");
+  await pub.publish("nobody/listens", "x", { qos: 2, messageId: 12 });
   const pubrec = await pub.expect("pubrec");
   assert.equal(pubrec.messageId, 12);
   assert.equal(pubrec.reasonCode, 0x10);
@@ -569,12 +59,12 @@ Deno.test("[MQTT-3.5.2-1] PUBREC 0x10 with no subscribers; the flow goes on: PUB
 
 Deno.test("[MQTT-3.4.2-1] PUBACK and PUBREC 0x00 when a subscription matches", async () => {
   await using broker = await startBroker();
-  await using sub = await subscriberV5(broker.port, "sub", [["match/+", 0]]);
-  await using pub = await connectV5(broker.port, "pub");
-  await publishV5(pub, "match/one", "1", { qos: 1, messageId: 1 });
+  await using sub = await subscriber5(broker.port, "sub", [["match/+", 0]]);
+  await using pub = await connect5(broker.port, "pub");
+  await pub.publish("match/one", "1", { qos: 1, messageId: 1 });
   const puback = await pub.expect("puback");
   assert.deepEqual([puback.messageId, puback.reasonCode], [1, 0]);
-  await publishV5(pub, "match/two", "2", { qos: 2, messageId: 2 });
+  await pub.publish("match/two", "2", { qos: 2, messageId: 2 });
   const pubrec = await pub.expect("pubrec");
   assert.deepEqual([pubrec.messageId, pubrec.reasonCode], [2, 0]);
   await pub.send({ cmd: "pubrel", messageId: 2 });
@@ -585,26 +75,26 @@ Deno.test("[MQTT-3.4.2-1] PUBACK and PUBREC 0x00 when a subscription matches", a
 
 Deno.test("PUBACK 0x10 vs 0x00 follows the subscription: after UNSUBSCRIBE the same topic gets 0x10 again", async () => {
   await using broker = await startBroker();
-  await using sub = await subscriberV5(broker.port, "sub", [["flip", 1]]);
-  await using pub = await connectV5(broker.port, "pub");
-  await publishV5(pub, "flip", "a", { qos: 1, messageId: 1 });
+  await using sub = await subscriber5(broker.port, "sub", [["flip", 1]]);
+  await using pub = await connect5(broker.port, "pub");
+  await pub.publish("flip", "a", { qos: 1, messageId: 1 });
   assert.equal((await pub.expect("puback")).reasonCode, 0);
   await sub.send({ cmd: "unsubscribe", messageId: 2, unsubscriptions: ["flip"] });
   await sub.expect("publish");
   await sub.expect("unsuback");
-  await publishV5(pub, "flip", "b", { qos: 1, messageId: 2 });
+  await pub.publish("flip", "b", { qos: 1, messageId: 2 });
   assert.equal((await pub.expect("puback")).reasonCode, 0x10);
 });
 
 Deno.test("PUBACK / PUBREC 0x87 (not authorized) with a Reason String for a client PUBLISH under $SYS; nothing delivered", async () => {
   await using broker = await startBroker();
-  await using watcher = await subscriberV5(broker.port, "watcher", [["$SYS/vyoma-test/#", 1]]);
-  await using pub = await connectV5(broker.port, "pub");
-  await publishV5(pub, "$SYS/vyoma-test/fake", "forged", { qos: 1, messageId: 21 });
+  await using watcher = await subscriber5(broker.port, "watcher", [["$SYS/vyoma-test/#", 1]]);
+  await using pub = await connect5(broker.port, "pub");
+  await pub.publish("$SYS/vyoma-test/fake", "forged", { qos: 1, messageId: 21 });
   const puback = await pub.expect("puback");
   assert.deepEqual([puback.messageId, puback.reasonCode], [21, 0x87]);
   assert.equal(typeof puback.properties?.reasonString, "string", "failure acks carry a Reason String");
-  await publishV5(pub, "$SYS/vyoma-test/fake", "forged", { qos: 2, messageId: 22 });
+  await pub.publish("$SYS/vyoma-test/fake", "forged", { qos: 2, messageId: 22 });
   const pubrec = await pub.expect("pubrec");
   assert.deepEqual([pubrec.messageId, pubrec.reasonCode], [22, 0x87]);
   assert.equal(typeof pubrec.properties?.reasonString, "string");
@@ -614,8 +104,8 @@ Deno.test("PUBACK / PUBREC 0x87 (not authorized) with a Reason String for a clie
 
 Deno.test("Request Problem Information 0: PUBACK 0x87, PUBCOMP 0x92, PUBREC 0x99 come without a Reason String (3.1.2.11.7)", async () => {
   await using broker = await startBroker();
-  await using pub = await connectV5(broker.port, "pub", { properties: { requestProblemInformation: false } });
-  await publishV5(pub, "$SYS/vyoma-test/fake", "forged", { qos: 1, messageId: 3 });
+  await using pub = await connect5(broker.port, "pub", { properties: { requestProblemInformation: false } });
+  await pub.publish("$SYS/vyoma-test/fake", "forged", { qos: 1, messageId: 3 });
   const puback = await pub.expect("puback");
   assert.equal(puback.reasonCode, 0x87);
   assert.equal(puback.properties?.reasonString, undefined);
@@ -624,7 +114,7 @@ Deno.test("Request Problem Information 0: PUBACK 0x87, PUBCOMP 0x92, PUBREC 0x99
   const pubcomp = await pub.expect("pubcomp");
   assert.equal(pubcomp.reasonCode, 0x92);
   assert.equal(pubcomp.properties?.reasonString, undefined);
-  await publishV5(pub, "pfi", new Uint8Array([0xff]), {
+  await pub.publish("pfi", new Uint8Array([0xff]), {
     qos: 2,
     messageId: 4,
     properties: { payloadFormatIndicator: true },
@@ -636,28 +126,28 @@ Deno.test("Request Problem Information 0: PUBACK 0x87, PUBCOMP 0x92, PUBREC 0x99
 
 Deno.test("[MQTT-3.3.2-4] Payload Format Indicator 1 with a payload that is not UTF-8: PUBACK / PUBREC 0x99, not delivered", async () => {
   await using broker = await startBroker();
-  await using sub = await subscriberV5(broker.port, "sub", [["pfi", 2]]);
-  await using pub = await connectV5(broker.port, "pub");
+  await using sub = await subscriber5(broker.port, "sub", [["pfi", 2]]);
+  await using pub = await connect5(broker.port, "pub");
   const invalid = new Uint8Array([0x61, 0xff, 0xfe, 0xc3]);
   const utf8Claim = { payloadFormatIndicator: true };
-  await publishV5(pub, "pfi", invalid, { qos: 1, messageId: 31, properties: utf8Claim });
+  await pub.publish("pfi", invalid, { qos: 1, messageId: 31, properties: utf8Claim });
   const puback = await pub.expect("puback");
   assert.deepEqual([puback.messageId, puback.reasonCode], [31, 0x99]);
-  await publishV5(pub, "pfi", invalid, { qos: 2, messageId: 32, properties: utf8Claim });
+  await pub.publish("pfi", invalid, { qos: 2, messageId: 32, properties: utf8Claim });
   const pubrec = await pub.expect("pubrec");
   assert.deepEqual([pubrec.messageId, pubrec.reasonCode], [32, 0x99]);
   // QoS 0: no ack to carry the code, the message is dropped.
-  await publishV5(pub, "pfi", invalid, { qos: 0, properties: utf8Claim });
+  await pub.publish("pfi", invalid, { qos: 0, properties: utf8Claim });
   // The same bytes without the claim, and valid UTF-8 with it, are delivered (the latter with the indicator).
-  await publishV5(pub, "pfi", invalid, { qos: 1, messageId: 33 });
+  await pub.publish("pfi", invalid, { qos: 1, messageId: 33 });
   assert.deepEqual([(await pub.expect("puback")).reasonCode], [0]);
-  await publishV5(pub, "pfi", "żółw ✓", { qos: 1, messageId: 34, properties: utf8Claim });
+  await pub.publish("pfi", "żółw ✓", { qos: 1, messageId: 34, properties: utf8Claim });
   assert.deepEqual([(await pub.expect("puback")).reasonCode], [0]);
   // Refused, so not retained either.
-  await publishV5(pub, "pfi/kept", invalid, { qos: 1, messageId: 35, retain: true, properties: utf8Claim });
+  await pub.publish("pfi/kept", invalid, { qos: 1, messageId: 35, retain: true, properties: utf8Claim });
   assert.equal((await pub.expect("puback")).reasonCode, 0x99);
   await pub.assertIdle();
-  await using late = await subscriberV5(broker.port, "late", [["pfi/#", 1]]);
+  await using late = await subscriber5(broker.port, "late", [["pfi/#", 1]]);
   await late.assertIdle();
 
   const binary = await sub.expect("publish");
@@ -672,14 +162,14 @@ Deno.test("[MQTT-3.3.2-4] Payload Format Indicator 1 with a payload that is not 
 
 Deno.test("[MQTT-3.7.2-1] PUBREL for an unknown packet id gets PUBCOMP 0x92 (packet identifier not found); connection stays", async () => {
   await using broker = await startBroker();
-  await using client = await connectV5(broker.port, "c");
+  await using client = await connect5(broker.port, "c");
   await client.send({ cmd: "pubrel", messageId: 777 });
   const pubcomp = await client.expect("pubcomp");
   assert.deepEqual([pubcomp.messageId, pubcomp.reasonCode], [777, 0x92]);
   assert.equal(typeof pubcomp.properties?.reasonString, "string");
   await client.assertIdle();
   // A real flow on the same connection still completes with 0x00 (0x10: nobody is subscribed).
-  await publishV5(client, "t", "x", { qos: 2, messageId: 777 });
+  await client.publish("t", "x", { qos: 2, messageId: 777 });
   assert.equal((await client.expect("pubrec")).reasonCode, 0x10);
   await client.send({ cmd: "pubrel", messageId: 777 });
   assert.equal((await client.expect("pubcomp")).reasonCode, 0);
@@ -688,12 +178,12 @@ Deno.test("[MQTT-3.7.2-1] PUBREL for an unknown packet id gets PUBCOMP 0x92 (pac
 Deno.test("[MQTT-4.3.3-4] a subscriber's PUBREC 0x80 ends the QoS 2 flow: no PUBREL, and its inflight slot is freed (4.9)", async () => {
   await using broker = await startBroker();
   // Receive Maximum 1: the second message can only go once the first no longer counts as inflight.
-  await using sub = await subscriberV5(broker.port, "sub", [["q2", 2]], {
+  await using sub = await subscriber5(broker.port, "sub", [["q2", 2]], {
     properties: { receiveMaximum: 1 },
   });
-  await using pub = await connectV5(broker.port, "pub");
+  await using pub = await connect5(broker.port, "pub");
   for (const [messageId, payload] of [[1, "refused"], [2, "accepted"]] as const) {
-    await publishV5(pub, "q2", payload, { qos: 2, messageId });
+    await pub.publish("q2", payload, { qos: 2, messageId });
     assert.equal((await pub.expect("pubrec")).reasonCode, 0);
     await pub.send({ cmd: "pubrel", messageId });
     assert.equal((await pub.expect("pubcomp")).messageId, messageId);
@@ -714,9 +204,9 @@ Deno.test("[MQTT-4.3.3-4] after a subscriber's error PUBREC, the message is not 
   await using broker = await startBroker();
   const session = { clean: false, properties: { sessionExpiryInterval: 60 } };
   {
-    await using sub = await subscriberV5(broker.port, "keeper", [["q2", 2]], session);
-    await using pub = await connectV5(broker.port, "pub");
-    await publishV5(pub, "q2", "refused", { qos: 2, messageId: 1 });
+    await using sub = await subscriber5(broker.port, "keeper", [["q2", 2]], session);
+    await using pub = await connect5(broker.port, "pub");
+    await pub.publish("q2", "refused", { qos: 2, messageId: 1 });
     await pub.expect("pubrec");
     await pub.send({ cmd: "pubrel", messageId: 1 });
     await pub.expect("pubcomp");
@@ -725,7 +215,7 @@ Deno.test("[MQTT-4.3.3-4] after a subscriber's error PUBREC, the message is not 
     await sub.assertIdle();
   }
   await broker.offline("keeper");
-  await using back = await connectV5(broker.port, "keeper", session);
+  await using back = await connect5(broker.port, "keeper", session);
   assert.equal(back.sessionPresent, true);
   // Neither the PUBLISH nor a PUBREL for it: the flow ended with the error PUBREC.
   await back.assertIdle();
@@ -735,13 +225,13 @@ Deno.test("[MQTT-4.3.3-4] after a subscriber's error PUBREC, the message is not 
 
 Deno.test("[MQTT-3.3.2-15] [MQTT-3.3.2-16] Response Topic and Correlation Data reach the subscriber untouched", async () => {
   await using broker = await startBroker();
-  await using sub = await subscriberV5(broker.port, "sub", [["req/+", 1]]);
-  await using pub = await connectV5(broker.port, "pub");
+  await using sub = await subscriber5(broker.port, "sub", [["req/+", 1]]);
+  await using pub = await connect5(broker.port, "pub");
   const correlationData = Buffer.from([0x00, 0xff, 0x10, 0x80, 0x00, 0x7f]);
   const properties = { responseTopic: "reply/for/pub/ü", correlationData };
-  await publishV5(pub, "req/a", "question", { qos: 1, messageId: 5, properties });
+  await pub.publish("req/a", "question", { qos: 1, messageId: 5, properties });
   await pub.expect("puback");
-  await publishV5(pub, "req/b", "question 0", { qos: 0, properties });
+  await pub.publish("req/b", "question 0", { qos: 0, properties });
   for (const [topic, payload, qos] of [["req/a", "question", 1], ["req/b", "question 0", 0]] as const) {
     const got = await sub.expectPublish(topic, payload, qos);
     assert.equal(got.properties?.responseTopic, "reply/for/pub/ü");
@@ -788,7 +278,7 @@ Deno.test("request/response between two MQTT.js v5 clients: the reply goes to th
 Deno.test("[MQTT-3.3.2-17] [MQTT-3.3.2-18] [MQTT-3.3.2-20] properties forwarded: User Properties in wire order, repeated keys kept", async () => {
   await using broker = await startBroker();
   await using sub = await ByteClient.subscriber(broker.port, "bytes", "order/#", 1);
-  await using pub = await connectV5(broker.port, "pub");
+  await using pub = await connect5(broker.port, "pub");
   const sent = [
     prop.u32(0x02, 100), // Message Expiry Interval: the broker may rewrite it (remaining seconds)
     prop.pair("k", "1"),
@@ -802,11 +292,11 @@ Deno.test("[MQTT-3.3.2-17] [MQTT-3.3.2-18] [MQTT-3.3.2-20] properties forwarded:
     prop.pair("ключ", "значение ✓"),
     prop.pair("", ""),
   ];
-  await pub.sendBytes(rawPublishV5("order/x", '{"a":1}', sent, { qos: 1, packetId: 7 }));
+  await pub.sendBytes(rawPublish5("order/x", '{"a":1}', sent, { qos: 1, packetId: 7 }));
   const puback = await pub.expect("puback");
   assert.deepEqual([puback.messageId, puback.reasonCode], [7, 0]);
 
-  const got = parseV5Publish(await sub.next());
+  const got = parsePublish5(await sub.next());
   assert.equal(got.topic, "order/x");
   assert.equal(new TextDecoder().decode(got.payload), '{"a":1}');
   assert.deepEqual(userProperties(got.properties), [
@@ -856,7 +346,7 @@ pahoTest(
       PayloadFormatIndicator: 1,
       ContentType: "text/plain",
       ResponseTopic: "mix/reply",
-      CorrelationData: new TextEncoder().encode("corr-7").reduce((s, b) => s + b.toString(16), ""),
+      CorrelationData: hex("corr-7"),
       UserProperty: [["k", "1"], ["j", "2"], ["k", "3"]],
     });
   },
@@ -895,10 +385,10 @@ pahoTest(
 
 Deno.test("[MQTT-3.3.2-6] a live delivery carries the Message Expiry Interval, at most what was published", async () => {
   await using broker = await startBroker();
-  await using sub = await subscriberV5(broker.port, "sub", [["exp", 1]]);
-  await using pub = await connectV5(broker.port, "pub");
-  await publishV5(pub, "exp", "with", { qos: 1, messageId: 1, properties: { messageExpiryInterval: 30 } });
-  await publishV5(pub, "exp", "without", { qos: 1, messageId: 2 });
+  await using sub = await subscriber5(broker.port, "sub", [["exp", 1]]);
+  await using pub = await connect5(broker.port, "pub");
+  await pub.publish("exp", "with", { qos: 1, messageId: 1, properties: { messageExpiryInterval: 30 } });
+  await pub.publish("exp", "without", { qos: 1, messageId: 2 });
   const withExpiry = await sub.expectPublish("exp", "with", 1);
   const interval = withExpiry.properties?.messageExpiryInterval;
   assert.ok(interval !== undefined && interval > 0 && interval <= 30, `expiry ${interval} within (0, 30]`);
@@ -911,21 +401,21 @@ Deno.test("[MQTT-3.3.2-5] [MQTT-3.3.2-6] queued for an offline session: the expi
   await using broker = await startBroker();
   const session = { clean: false, properties: { sessionExpiryInterval: 60 } };
   {
-    await using sub = await subscriberV5(broker.port, "away", [["q/#", 1]], session);
+    await using sub = await subscriber5(broker.port, "away", [["q/#", 1]], session);
     await sub.disconnect();
   }
   await broker.offline("away");
-  await using pub = await connectV5(broker.port, "pub");
+  await using pub = await connect5(broker.port, "pub");
   const sent: [string, number | undefined][] = [["short", 1], ["long", 4], ["forever", undefined]];
   for (const [i, [payload, messageExpiryInterval]] of sent.entries()) {
     const properties = messageExpiryInterval === undefined ? undefined : { messageExpiryInterval };
-    await publishV5(pub, "q/t", payload, { qos: 1, messageId: i + 1, properties });
+    await pub.publish("q/t", payload, { qos: 1, messageId: i + 1, properties });
     assert.equal((await pub.expect("puback")).reasonCode, 0);
   }
   // Long enough for the 1 s message to expire, and for the 4 s one to have waited more than a second.
   await delay(1200);
 
-  await using back = await connectV5(broker.port, "away", session);
+  await using back = await connect5(broker.port, "away", session);
   assert.equal(back.sessionPresent, true);
   const long = await back.expectPublish("q/t", "long", 1);
   const remaining = long.properties?.messageExpiryInterval;
@@ -942,15 +432,15 @@ Deno.test("[MQTT-3.3.2-5] [MQTT-3.3.2-6] queued for an offline session: the expi
 
 Deno.test("[MQTT-3.3.2-5] a retained message is not sent to new subscribers once its expiry interval has passed", async () => {
   await using broker = await startBroker();
-  await using pub = await connectV5(broker.port, "pub");
-  await publishV5(pub, "r/short", "short-lived", {
+  await using pub = await connect5(broker.port, "pub");
+  await pub.publish("r/short", "short-lived", {
     qos: 1,
     messageId: 1,
     retain: true,
     properties: { messageExpiryInterval: 1 },
   });
   await pub.expect("puback");
-  await publishV5(pub, "r/long", "long-lived", {
+  await pub.publish("r/long", "long-lived", {
     qos: 1,
     messageId: 2,
     retain: true,
@@ -959,7 +449,7 @@ Deno.test("[MQTT-3.3.2-5] a retained message is not sent to new subscribers once
   await pub.expect("puback");
   await delay(1200);
 
-  await using sub = await subscriberV5(broker.port, "late", [["r/#", 1]]);
+  await using sub = await subscriber5(broker.port, "late", [["r/#", 1]]);
   const got = await sub.expectPublish("r/long", "long-lived", 1);
   assert.equal(got.retain, true);
   const remaining = got.properties?.messageExpiryInterval;
@@ -973,9 +463,9 @@ Deno.test("[MQTT-3.3.2-5] a retained message is not sent to new subscribers once
 
 Deno.test("a retained message still within its expiry interval is sent with the interval it has left and its other properties", async () => {
   await using broker = await startBroker();
-  await using pub = await connectV5(broker.port, "pub");
+  await using pub = await connect5(broker.port, "pub");
   const correlationData = Buffer.from([9, 0, 9]);
-  await publishV5(pub, "r/x", "kept", {
+  await pub.publish("r/x", "kept", {
     qos: 0,
     retain: true,
     properties: {
@@ -987,7 +477,7 @@ Deno.test("a retained message still within its expiry interval is sent with the 
     },
   });
   await pub.assertIdle();
-  await using sub = await subscriberV5(broker.port, "sub", [["r/x", 0]]);
+  await using sub = await subscriber5(broker.port, "sub", [["r/x", 0]]);
   const got = await sub.expectPublish("r/x", "kept", 0);
   assert.equal(got.retain, true);
   const { messageExpiryInterval: remaining, ...rest } = got.properties ?? {};
@@ -1011,7 +501,7 @@ mosquittoTest(
   "3.1.1 -> 5.0: mosquitto_pub -V mqttv311 reaches a v5 subscriber, with no properties",
   async () => {
     await using broker = await startBroker();
-    await using sub = await subscriberV5(broker.port, "v5sub", [["cross/#", 1]]);
+    await using sub = await subscriber5(broker.port, "v5sub", [["cross/#", 1]]);
     const pub = await runMosquittoTool("mosquitto_pub", [
       ...at(broker),
       ...["-V", "mqttv311", "-i", "v311-pub", "-q", "1", "-t", "cross/old", "-m", "from 3.1.1"],
@@ -1024,7 +514,7 @@ mosquittoTest(
 
 Deno.test("3.1.1 -> 5.0: a RawClient at 3.1.1 publishing QoS 2 reaches a v5 subscriber", async () => {
   await using broker = await startBroker();
-  await using sub = await subscriberV5(broker.port, "v5sub", [["cross/#", 2]]);
+  await using sub = await subscriber5(broker.port, "v5sub", [["cross/#", 2]]);
   await using pub = await RawClient.connected(broker.port, { clientId: "v311" });
   await pub.publishAcked("cross/two", "qos two", { qos: 2 });
   const got = await sub.expectPublish("cross/two", "qos two", 2);
@@ -1035,17 +525,7 @@ mosquittoTest(
   "5.0 -> 3.1.1: mosquitto_pub -V mqttv5 with properties reaches mosquitto_sub -V mqttv311 (properties dropped)",
   async () => {
     await using broker = await startBroker();
-    await using sub = new MosquittoSub([
-      ...at(broker),
-      "-V",
-      "mqttv311",
-      "-i",
-      "old-sub",
-      "-t",
-      "cross/#",
-      "-v",
-    ]);
-    await broker.subscribed("old-sub", "cross/#");
+    await using sub = await MosquittoSub.subscribed(broker, "old-sub", "cross/#", ["-V", "mqttv311", "-v"]);
     const pub = await runMosquittoTool("mosquitto_pub", [
       ...at(broker),
       ...["-V", "mqttv5", "-i", "v5-pub", "-q", "1", "-t", "cross/new", "-m", "from 5.0"],
@@ -1063,7 +543,7 @@ mosquittoTest(
 Deno.test("5.0 -> 3.1.1: a RawClient at 4 parses a plain 3.1.1 PUBLISH, live and retained", async () => {
   await using broker = await startBroker();
   await using old = await RawClient.subscriber(broker.port, { clientId: "v311" }, [["cross/#", 1]]);
-  await using pub = await connectV5(broker.port, "v5pub");
+  await using pub = await connect5(broker.port, "v5pub");
   const properties: PublishProperties = {
     payloadFormatIndicator: true,
     messageExpiryInterval: 60,
@@ -1072,12 +552,12 @@ Deno.test("5.0 -> 3.1.1: a RawClient at 4 parses a plain 3.1.1 PUBLISH, live and
     correlationData: Buffer.from([1, 2, 3]),
     userProperties: { k: ["v1", "v2"] },
   };
-  await publishV5(pub, "cross/live", "exact payload", { qos: 1, messageId: 1, properties });
+  await pub.publish("cross/live", "exact payload", { qos: 1, messageId: 1, properties });
   assert.equal((await pub.expect("puback")).reasonCode, 0);
   // mqtt-packet at 3.1.1 reads everything after the packet id as payload: stray properties would show.
   const live = await old.expectPublish("cross/live", "exact payload", 1);
   await old.send({ cmd: "puback", messageId: live.messageId });
-  await publishV5(pub, "cross/kept", "retained payload", { qos: 1, messageId: 2, retain: true, properties });
+  await pub.publish("cross/kept", "retained payload", { qos: 1, messageId: 2, retain: true, properties });
   await pub.expect("puback");
   const forwarded = await old.expectPublish("cross/kept", "retained payload", 1);
   await old.send({ cmd: "puback", messageId: forwarded.messageId });
@@ -1093,55 +573,50 @@ Deno.test("5.0 -> 3.1.1: a RawClient at 4 parses a plain 3.1.1 PUBLISH, live and
 
 Deno.test("retain_available false: CONNACK Retain Available 0, and a v5 PUBLISH with RETAIN gets DISCONNECT 0x9A (3.2.2.3.5)", async () => {
   await using broker = await startBroker({ mqtt: { retain_available: false } });
-  await using other = await bystander(broker);
-  await using client = await RawClient.open(broker.port, 5);
-  const connack = await client.connect({ protocolVersion: 5, clientId: "retainer" });
-  assert.equal(connack.reasonCode, 0);
-  assert.equal(connack.properties?.retainAvailable, false);
+  await using other = await bystander(broker.port);
+  await using client = await connect5(broker.port, "retainer");
+  assert.equal(client.connack.properties?.retainAvailable, false);
   // Not retained: fine.
-  await publishV5(client, "alive", "plain", { qos: 1, messageId: 1 });
+  await client.publish("alive", "plain", { qos: 1, messageId: 1 });
   assert.equal((await client.expect("puback")).reasonCode, 0);
   const plain = await other.expectPublish("alive", "plain", 1);
   await other.send({ cmd: "puback", messageId: plain.messageId });
-  await publishV5(client, "alive", "kept?", { qos: 1, messageId: 2, retain: true });
-  await expectDisconnect(client, 0x9a);
-  await assertAlive(other);
+  await client.publish("alive", "kept?", { qos: 1, messageId: 2, retain: true });
+  await assertServerDisconnect(client, 0x9a);
+  await assertAlive(broker, other);
   // Nothing was retained.
-  await using late = await subscriberV5(broker.port, "late", [["alive", 1]]);
+  await using late = await subscriber5(broker.port, "late", [["alive", 1]]);
   await late.assertIdle();
 });
 
 Deno.test("retain_available false: a 3.1.1 PUBLISH with RETAIN closes the connection without a packet", async () => {
   await using broker = await startBroker({ mqtt: { retain_available: false } });
-  await using other = await bystander(broker);
+  await using other = await bystander(broker.port);
   await using old = await RawClient.connected(broker.port, { clientId: "old" });
   await old.publish("alive", "kept?", { retain: true });
   await old.assertClosedSilently();
-  await assertAlive(other);
+  await assertAlive(broker, other);
 });
 
 Deno.test("max_qos 1: CONNACK Maximum QoS 1, and a v5 QoS 2 PUBLISH gets DISCONNECT 0x9B (3.2.2.3.4)", async () => {
   const overrides: ConfigOverrides = { mqtt: { max_qos: 1 } };
   await using broker = await startBroker(overrides);
-  await using other = await bystander(broker);
-  await using client = await RawClient.open(broker.port, 5);
-  const connack = await client.connect({ protocolVersion: 5, clientId: "greedy" });
-  assert.equal(connack.reasonCode, 0);
-  assert.equal(connack.properties?.maximumQoS, 1);
-  await publishV5(client, "alive", "one", { qos: 1, messageId: 1 });
+  await using other = await bystander(broker.port);
+  await using client = await connect5(broker.port, "greedy");
+  assert.equal(client.connack.properties?.maximumQoS, 1);
+  await client.publish("alive", "one", { qos: 1, messageId: 1 });
   assert.equal((await client.expect("puback")).reasonCode, 0);
   const one = await other.expectPublish("alive", "one", 1);
   await other.send({ cmd: "puback", messageId: one.messageId });
-  await publishV5(client, "alive", "two", { qos: 2, messageId: 2 });
-  await expectDisconnect(client, 0x9b);
-  await assertAlive(other);
+  await client.publish("alive", "two", { qos: 2, messageId: 2 });
+  await assertServerDisconnect(client, 0x9b);
+  await assertAlive(broker, other);
   await other.assertIdle();
 });
 
 Deno.test("max_qos 2 (default): CONNACK leaves out Maximum QoS and Retain Available", async () => {
   await using broker = await startBroker();
-  await using client = await RawClient.open(broker.port, 5);
-  const connack = await client.connect({ protocolVersion: 5, clientId: "c" });
-  assert.equal(connack.properties?.maximumQoS, undefined);
-  assert.equal(connack.properties?.retainAvailable, undefined);
+  await using client = await connect5(broker.port, "c");
+  assert.equal(client.connack.properties?.maximumQoS, undefined);
+  assert.equal(client.connack.properties?.retainAvailable, undefined);
 });

@@ -225,7 +225,7 @@ mosquittoTest(
 Deno.test("a will under $SYS is not routed or retained: only the broker publishes there", async () => {
   await using broker = await startBroker();
   await using watch = await watcher(broker, "$SYS/#", 1, "sys-watcher");
-  await watch.subscribe([["will/marker", 0]], 2);
+  await watch.subscribe([["will/marker", 0]], { messageId: 2 });
   const owner = await RawClient.connected(broker.port, {
     clientId: "spoofer",
     will: will("$SYS/broker/version", "spoofed", 1, true),

@@ -12,8 +12,6 @@ import { decodeString, FieldReader, varIntLength, writeVarInt } from "./fields.t
 import { fixedHeaderLength } from "./frame.ts";
 import { type Properties, propertyBlockLength, propertyBody, readProperties } from "./properties.ts";
 
-export { encodeSuback } from "./subscribe.ts";
-
 export interface Will {
   topic: string;
   payload: Uint8Array;

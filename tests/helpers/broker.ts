@@ -24,6 +24,10 @@ export interface TestBroker extends AsyncDisposable {
   subscribed(clientId: string | null, filter: string): Promise<void>;
   /** Waits until the session `clientId` exists with no connection attached: it has gone offline. */
   offline(clientId: string): Promise<void>;
+  /** Whether the broker holds a session, online or offline, for `clientId` (without waiting). */
+  hasSession(clientId: string): boolean;
+  /** Waits until the broker holds no session for `clientId`: it has ended or expired. */
+  sessionEnded(clientId: string, ms?: number): Promise<void>;
   /** Whether the broker has logged that `clientId` disconnected (with `reason`, if given), without waiting. */
   loggedDisconnect(clientId: string, reason?: string): boolean;
   /**
@@ -65,6 +69,10 @@ export async function startBroker(
     },
     offline(clientId) {
       return until(() => sessions.get(clientId)?.outlet === null, `${clientId} to go offline`);
+    },
+    hasSession: (clientId) => sessions.get(clientId) !== undefined,
+    sessionEnded(clientId, ms) {
+      return until(() => sessions.get(clientId) === undefined, `the session of ${clientId} to end`, ms);
     },
     loggedDisconnect,
     disconnected(clientId, reason) {

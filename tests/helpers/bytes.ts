@@ -20,6 +20,11 @@ export function u16(value: number): number[] {
   return [value >> 8, value & 0xff];
 }
 
+/** A four-byte big-endian integer, as MQTT 5 sends expiry intervals and maximum sizes. */
+export function u32(value: number): number[] {
+  return [(value >>> 24) & 0xff, (value >>> 16) & 0xff, (value >>> 8) & 0xff, value & 0xff];
+}
+
 /** The UTF-8 bytes of `text` with no length prefix, for payloads and hand-made invalid strings. */
 export function utf8Bytes(text: string): number[] {
   return [...new TextEncoder().encode(text)];

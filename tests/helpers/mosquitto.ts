@@ -5,7 +5,10 @@
  * after installing them, which turns a missing tool into failing tests instead.
  */
 
-import { within } from "./wait.ts";
+import type { TestBroker } from "./broker.ts";
+import { ChildLines, type ToolResult } from "./child.ts";
+
+export type { ToolResult };
 
 type Tool = "mosquitto_pub" | "mosquitto_sub";
 
@@ -20,8 +23,9 @@ function onPath(tool: Tool): boolean {
 }
 
 const installed = onPath("mosquitto_pub") && onPath("mosquitto_sub");
-const skip = !installed && Deno.env.get("VYOMA_REQUIRE_MOSQUITTO") !== "1";
-if (skip) {
+/** True where the tests that need mosquitto_pub and mosquitto_sub are to be ignored: missing, and allowed to be. */
+export const mosquittoSkipped = !installed && Deno.env.get("VYOMA_REQUIRE_MOSQUITTO") !== "1";
+if (mosquittoSkipped) {
   console.warn(
     "mosquitto_pub/mosquitto_sub not found: their tests are ignored (apt-get install mosquitto-clients)",
   );
@@ -29,13 +33,12 @@ if (skip) {
 
 /** A test that drives mosquitto_pub or mosquitto_sub: ignored, not failed, where they are not installed. */
 export function mosquittoTest(name: string, fn: () => Promise<void>): void {
-  Deno.test({ name, ignore: skip, fn });
+  Deno.test({ name, ignore: mosquittoSkipped, fn });
 }
 
-export interface ToolResult {
-  code: number;
-  stdout: string;
-  stderr: string;
+/** The address arguments (-h, -p) of a mosquitto tool for the broker listening on `port`. */
+export function at({ port }: { port: number }): string[] {
+  return ["-h", "127.0.0.1", "-p", String(port)];
 }
 
 export interface RunOptions {
@@ -76,67 +79,29 @@ export async function runMosquittoTool(
  * lines, `finished()` for it to exit by itself (`-C`, `-E`, `-W`). Disposing kills it (SIGTERM) if it still
  * runs and waits for it to exit, so no process or pipe outlives the test.
  */
-export class MosquittoSub implements AsyncDisposable {
-  readonly #child: Deno.ChildProcess;
-  readonly #stdout: Promise<void>;
-  readonly #stderr: Promise<string>;
-  #text = "";
-  #wake: (() => void) | null = null;
-
+export class MosquittoSub extends ChildLines {
   constructor(args: string[]) {
-    this.#child = spawn("mosquitto_sub", args, false);
-    this.#stdout = this.#readStdout();
-    this.#stderr = new Response(this.#child.stderr).text();
+    super(spawn("mosquitto_sub", args, false), "mosquitto_sub");
   }
 
-  /** Waits until `count` whole lines have been printed and returns them. */
-  lines(count: number): Promise<string[]> {
-    return within(
-      new Promise<string[]>((resolve) => {
-        const check = () => {
-          if (this.#text.split("\n").length <= count) return;
-          this.#wake = null;
-          resolve(this.#text.split("\n").slice(0, count));
-        };
-        this.#wake = check;
-        check();
-      }),
-      `${count} line(s) from mosquitto_sub (so far: ${JSON.stringify(this.#text)})`,
-    );
-  }
-
-  /** Waits for it to exit on its own and returns its exit code and everything it printed. */
-  async finished(ms = 10_000): Promise<ToolResult> {
-    const { code } = await within(this.#child.status, "mosquitto_sub to exit", ms);
-    await this.#stdout;
-    return { code, stdout: this.#text, stderr: await this.#stderr };
-  }
-
-  /** Sends `signal`; does nothing if it has already exited. */
-  kill(signal: Deno.Signal): void {
+  /**
+   * mosquitto_sub connected to `broker` as `clientId` and subscribed to `filter`, with the other `args`
+   * (-V, -q, -F, ...); returns once the broker holds the subscription.
+   */
+  static async subscribed(
+    broker: TestBroker,
+    clientId: string,
+    filter: string,
+    args: string[] = [],
+  ): Promise<MosquittoSub> {
+    const sub = new MosquittoSub([...at(broker), "-i", clientId, "-t", filter, ...args]);
     try {
-      this.#child.kill(signal);
-    } catch {
-      // already exited
+      await broker.subscribed(clientId, filter);
+    } catch (error) {
+      await sub[Symbol.asyncDispose]();
+      throw error;
     }
-  }
-
-  get status(): Promise<Deno.CommandStatus> {
-    return this.#child.status;
-  }
-
-  async [Symbol.asyncDispose](): Promise<void> {
-    this.kill("SIGTERM");
-    await this.#child.status;
-    await this.#stdout;
-    await this.#stderr;
-  }
-
-  async #readStdout(): Promise<void> {
-    for await (const chunk of this.#child.stdout.pipeThrough(new TextDecoderStream())) {
-      this.#text += chunk;
-      this.#wake?.();
-    }
+    return sub;
   }
 }
 

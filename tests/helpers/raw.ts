@@ -15,12 +15,28 @@ export type Packet = MP.Packet;
 export type Publish = MP.IPublishPacket;
 export type QoS = MP.QoS;
 
-/** The optional fields of a PUBLISH; a QoS 1 or 2 PUBLISH without `messageId` gets the client's next id. */
+/**
+ * The optional fields of a PUBLISH; a QoS 1 or 2 PUBLISH without `messageId` gets the client's next id.
+ * `properties` are sent only by a client at MQTT 5.
+ */
 export interface PublishOptions {
   qos?: QoS;
   messageId?: number;
   retain?: boolean;
   dup?: boolean;
+  properties?: MP.IPublishPacket["properties"];
+}
+
+/**
+ * One topic filter of a SUBSCRIBE: `[topic, qos]`, or with MQTT 5's subscription options (No Local, Retain As
+ * Published, Retain Handling) as mqtt-packet spells them.
+ */
+export type Subscription = [topic: string, qos: QoS] | MP.ISubscription;
+
+/** The optional fields of a SUBSCRIBE: its packet id (the client's next by default) and MQTT 5 properties. */
+export interface SubscribeOptions {
+  messageId?: number;
+  properties?: MP.ISubscribePacket["properties"];
 }
 
 export class RawClient implements AsyncDisposable {
@@ -61,32 +77,45 @@ export class RawClient implements AsyncDisposable {
   }
 
   /**
-   * Opens a connection and completes CONNECT/CONNACK with `fields` merged over a 3.1.1 clean session,
-   * asserting the broker accepted it.
+   * Opens a connection and completes CONNECT/CONNACK with `fields` merged over a 3.1.1 clean session (at
+   * `protocolVersion` 5: Clean Start 1, no properties), asserting the broker accepted it: return code 0 at
+   * 3.1 and 3.1.1, reason code 0 at 5. The CONNACK stays in `connack`.
    */
   static async connected(port: number, fields: Partial<MP.IConnectPacket> = {}): Promise<RawClient> {
     const version = fields.protocolVersion ?? 4;
     const client = await RawClient.open(port, version);
-    const connack = await client.connect(fields);
-    if (connack.returnCode !== 0) {
+    try {
+      const connack = await client.connect(fields);
+      if (version === 5 && connack.reasonCode !== 0) {
+        throw new Error(
+          `CONNECT refused with reason code 0x${connack.reasonCode?.toString(16)}: ${
+            JSON.stringify(connack)
+          }`,
+        );
+      }
+      if (version !== 5 && connack.returnCode !== 0) {
+        throw new Error(`CONNECT refused with return code ${connack.returnCode}`);
+      }
+    } catch (error) {
       await client.close();
-      throw new Error(`CONNECT refused with return code ${connack.returnCode}`);
+      throw error;
     }
     return client;
   }
 
   /**
    * A client connected as `fields` (see `connected`) and subscribed to `filters`, asserting each was granted
-   * the QoS asked for.
+   * the QoS asked for (at MQTT 5, SUBACK's reason codes 0 to 2 are those QoS).
    */
   static async subscriber(
     port: number,
     fields: Partial<MP.IConnectPacket>,
-    filters: [topic: string, qos: QoS][],
+    filters: Subscription[],
   ): Promise<RawClient> {
     const client = await RawClient.connected(port, fields);
     try {
-      assert.deepEqual(await client.subscribe(filters), filters.map(([, qos]) => qos), "granted QoS");
+      const asked = filters.map((filter) => Array.isArray(filter) ? filter[1] : filter.qos);
+      assert.deepEqual(await client.subscribe(filters), asked, "granted QoS");
     } catch (error) {
       await client.close();
       throw error;
@@ -101,22 +130,49 @@ export class RawClient implements AsyncDisposable {
     return this.#connack;
   }
 
-  /** The session present flag of the CONNACK that `connect` (or `connected`) got. */
-  get sessionPresent(): boolean {
+  /** The CONNACK that `connect` (or `connected`) got: at MQTT 5, its reason code and properties. */
+  get connack(): MP.IConnackPacket {
     if (!this.#connack) throw new Error("no CONNACK yet: connect first");
-    return this.#connack.sessionPresent;
+    return this.#connack;
   }
 
-  /** Sends SUBSCRIBE and returns its SUBACK's granted QoS list; the SUBACK must carry the same packet id. */
-  async subscribe(filters: [topic: string, qos: QoS][], messageId = this.#nextPacketId()): Promise<number[]> {
+  /** The session present flag of the CONNACK that `connect` (or `connected`) got. */
+  get sessionPresent(): boolean {
+    return this.connack.sessionPresent;
+  }
+
+  /**
+   * Sends SUBSCRIBE and returns its SUBACK's granted QoS list (at MQTT 5, its reason codes); the SUBACK must
+   * carry the same packet id.
+   */
+  async subscribe(filters: Subscription[], options: SubscribeOptions = {}): Promise<number[]> {
+    const { messageId = this.#nextPacketId(), properties } = options;
     await this.send({
       cmd: "subscribe",
       messageId,
-      subscriptions: filters.map(([topic, qos]) => ({ topic, qos })),
+      subscriptions: filters.map((filter) =>
+        Array.isArray(filter) ? { topic: filter[0], qos: filter[1] } : filter
+      ),
+      ...(properties === undefined ? {} : { properties }),
     });
     const suback = await this.expect("suback");
     assert.equal(suback.messageId, messageId, "[MQTT-3.8.4-2] SUBACK carries the SUBSCRIBE's packet id");
     return suback.granted as number[];
+  }
+
+  /**
+   * Sends UNSUBSCRIBE and returns its UNSUBACK's reason codes (MQTT 5; none at 3.1.1); the UNSUBACK must
+   * carry the same packet id.
+   */
+  async unsubscribe(topics: string[], messageId = this.#nextPacketId()): Promise<number[]> {
+    await this.send({ cmd: "unsubscribe", messageId, unsubscriptions: topics });
+    const unsuback = await this.expect("unsuback");
+    assert.equal(
+      unsuback.messageId,
+      messageId,
+      "[MQTT-3.10.4-4] UNSUBACK carries the UNSUBSCRIBE's packet id",
+    );
+    return unsuback.granted ?? [];
   }
 
   /**
@@ -313,15 +369,20 @@ export function connectPacket(fields: Partial<MP.IConnectPacket> = {}): MP.IConn
   } as MP.IConnectPacket;
 }
 
-/** A PUBLISH packet for mqtt-packet to encode: QoS 0, not retained, not a duplicate, unless `options` say. */
+/**
+ * A PUBLISH packet for mqtt-packet to encode: QoS 0, not retained, not a duplicate, no properties, unless
+ * `options` say.
+ */
 export function publishPacket(
   topic: string,
   payload: string | Uint8Array,
   options: PublishOptions = {},
 ): Publish {
-  const { qos = 0, messageId, retain = false, dup = false } = options;
+  const { qos = 0, messageId, retain = false, dup = false, properties } = options;
   const body = typeof payload === "string" ? payload : Buffer.from(payload);
-  return { cmd: "publish", topic, payload: body, qos, messageId, retain, dup };
+  const packet: Publish = { cmd: "publish", topic, payload: body, qos, messageId, retain, dup };
+  if (properties !== undefined) packet.properties = properties;
+  return packet;
 }
 
 /** Asserts `packet` is a PUBLISH of `payload` on `topic` (at `qos`, if given); returns it. */

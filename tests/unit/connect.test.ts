@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import mqttPacket from "mqtt-packet";
 import { Buffer } from "node:buffer";
-import { decodeConnect, encodeConnack, encodeSuback, peekProtocol } from "../../src/protocol/connect.ts";
+import { decodeConnect, encodeConnack, peekProtocol } from "../../src/protocol/connect.ts";
+import { encodeSuback } from "../../src/protocol/subscribe.ts";
 
 /** mqtt-packet's reading of a CONNECT, for comparison with the hand-written one. */
 function reference(frame: Uint8Array): mqttPacket.IConnectPacket {

@@ -7,6 +7,7 @@ import {
   type PropertyContext,
   readProperties,
 } from "../../src/protocol/properties.ts";
+import { varInt } from "../helpers/bytes.ts";
 
 const utf8 = (text: string) => new TextEncoder().encode(text);
 
@@ -14,6 +15,8 @@ const utf8 = (text: string) => new TextEncoder().encode(text);
 const block = (...bytes: number[]) => Uint8Array.from([bytes.length, ...bytes]);
 /** A two-byte-length string field. */
 const str = (text: string) => [0, utf8(text).length, ...utf8(text)];
+/** A User Property: identifier 0x26, its name, its value. */
+const pair = (name: string, value: string) => [0x26, ...str(name), ...str(value)];
 
 function read(bytes: Uint8Array, context: PropertyContext) {
   const result = readProperties(bytes, 0, context);
@@ -99,7 +102,7 @@ const FULL: Record<string, Properties> = {
 Deno.test("properties: what encodeProperties writes, readProperties reads back, for every context", () => {
   for (const [context, properties] of Object.entries(FULL)) {
     const body = encodeProperties(properties);
-    const bytes = Uint8Array.from([...varint(body.length), ...body, 0xaa]);
+    const bytes = Uint8Array.from([...varInt(body.length), ...body, 0xaa]);
     const result = read(bytes, context as PropertyContext);
     const expected = { ...properties };
     if (expected.userProperties?.length === 0) delete expected.userProperties;
@@ -114,35 +117,12 @@ Deno.test("properties: what encodeProperties writes, readProperties reads back, 
   }
 });
 
-function varint(value: number): number[] {
-  const out: number[] = [];
-  do {
-    let byte = value % 128;
-    value = Math.floor(value / 128);
-    if (value > 0) byte |= 0x80;
-    out.push(byte);
-  } while (value > 0);
-  return out;
-}
-
 Deno.test("properties: encodeProperties writes identifier order, user properties in their order, then extra", () => {
   const body = encodeProperties(
     { userProperties: [["b", "1"], ["a", "2"]], reasonString: "r", payloadFormatIndicator: 1 },
     Uint8Array.of(0xee),
   );
-  assert.deepEqual([...body], [
-    0x01,
-    1,
-    0x1f,
-    ...str("r"),
-    0x26,
-    ...str("b"),
-    ...str("1"),
-    0x26,
-    ...str("a"),
-    ...str("2"),
-    0xee,
-  ]);
+  assert.deepEqual([...body], [0x01, 1, 0x1f, ...str("r"), ...pair("b", "1"), ...pair("a", "2"), 0xee]);
   assert.deepEqual(
     [...encodeProperties({ subscriptionIdentifiers: [1, 128, 16384] })],
     [0x0b, 1, 0x0b, 0x80, 1, 0x0b, 0x80, 0x80, 1],
@@ -165,17 +145,7 @@ Deno.test("properties: an empty block is one shared, frozen object", () => {
 });
 
 Deno.test("properties: user properties keep their order and may repeat", () => {
-  const bytes = block(
-    0x26,
-    ...str("b"),
-    ...str("1"),
-    0x26,
-    ...str("a"),
-    ...str("2"),
-    0x26,
-    ...str("b"),
-    ...str("3"),
-  );
+  const bytes = block(...pair("b", "1"), ...pair("a", "2"), ...pair("b", "3"));
   assert.deepEqual(read(bytes, "ack").properties.userProperties, [["b", "1"], ["a", "2"], ["b", "3"]]);
 });
 
@@ -183,7 +153,7 @@ Deno.test("properties: a property appearing twice is a Protocol Error", () => {
   const cases: [PropertyContext, number[]][] = [
     ["connect", [0x11, 0, 0, 0, 1, 0x11, 0, 0, 0, 2]],
     ["publish", [0x23, 0, 1, 0x23, 0, 1]],
-    ["publish", [0x01, 0, 0x26, ...str("k"), ...str("v"), 0x01, 0]],
+    ["publish", [0x01, 0, ...pair("k", "v"), 0x01, 0]],
     ["subscribe", [0x0b, 1, 0x0b, 2]],
     ["ack", [0x1f, ...str("a"), 0x1f, ...str("b")]],
     ["will", [0x18, 0, 0, 0, 1, 0x18, 0, 0, 0, 1]],
@@ -272,8 +242,8 @@ Deno.test("properties: forward holds the forwarded properties' bytes in the orde
   const type = [0x03, ...str("t")];
   const response = [0x08, ...str("r")];
   const correlation = [0x09, 0, 2, 7, 7];
-  const user1 = [0x26, ...str("z"), ...str("1")];
-  const user2 = [0x26, ...str("a"), ...str("2")];
+  const user1 = pair("z", "1");
+  const user2 = pair("a", "2");
   const alias = [0x23, 0, 4];
   const expiry = [0x02, 0, 0, 0, 9];
 
