@@ -90,6 +90,28 @@ Deno.test("[MQTT-4.3.2-1] QoS 1 to a subscriber: non-zero id, DUP 0, and unackno
   assert.notEqual(second.messageId, first.messageId);
 });
 
+Deno.test("[MQTT-2.2.1-2] one QoS 1 message to two subscribers carries each session's own packet id", async () => {
+  await using broker = await startBroker();
+  // "ahead" has used packet id 1 already, so the shared message gets id 2 there and id 1 at "fresh".
+  await using ahead = await RawClient.subscriber(broker.port, { clientId: "ahead" }, [["ids/#", 1]]);
+  await using pub = await RawClient.connected(broker.port, { clientId: "pub" });
+  await pub.publishAcked("ids/first", "first", { qos: 1 });
+  const first = await ahead.expectPublish("ids/first", "first", 1);
+  await ahead.send({ cmd: "puback", messageId: first.messageId });
+  await using fresh = await RawClient.subscriber(broker.port, { clientId: "fresh" }, [["ids/#", 1]]);
+  await pub.publishAcked("ids/shared", "shared", { qos: 1 });
+  const atAhead = await ahead.expectPublish("ids/shared", "shared", 1);
+  const atFresh = await fresh.expectPublish("ids/shared", "shared", 1);
+  // One encoded message serves both; each copy must be patched on its own, not through a shared view.
+  assert.deepEqual([atAhead.messageId, atFresh.messageId], [first.messageId! + 1, 1]);
+  for (const [client, id] of [[ahead, atAhead.messageId], [fresh, atFresh.messageId]] as const) {
+    await client.send({ cmd: "puback", messageId: id });
+    await client.assertIdle();
+  }
+  assert.equal(broker.server.broker.sessions.get("ahead")!.inflight.size, 0);
+  assert.equal(broker.server.broker.sessions.get("fresh")!.inflight.size, 0);
+});
+
 Deno.test("[MQTT-4.3.3-1] QoS 2 to a subscriber: PUBREC gets PUBREL with the same id, PUBCOMP completes it", async () => {
   await using broker = await startBroker({ limits: { max_inflight_messages: 1 } });
   await using sub = await subscriber(broker, "sub", ["t"], 2);

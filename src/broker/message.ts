@@ -16,8 +16,13 @@ export interface Message {
   readonly retain: boolean;
   /** The topic's UTF-8 bytes, when the message arrived as a PUBLISH (saves encoding it again). */
   readonly topicBytes?: Uint8Array;
-  /** The MQTT 3.1/3.1.1 PUBLISH it arrived in, reused as is when a delivery has the same wire form. */
+  /**
+   * The PUBLISH it arrived in, reused as is when a delivery has the same wire form: a 3.1.1 one, or a 5.0 one
+   * whose properties are all forwarded as they are (no Topic Alias, no Message Expiry Interval).
+   */
   readonly frame?: Uint8Array;
+  /** `frame` is an MQTT 5.0 PUBLISH. */
+  readonly frameIsV5?: boolean;
   /**
    * MQTT 5.0 properties forwarded to MQTT 5 subscribers untouched and in order (Payload Format Indicator,
    * Content Type, Response Topic, Correlation Data, User Properties [MQTT-3.3.2-4, 3.3.2-17, 3.3.2-20]): their
@@ -61,8 +66,9 @@ export function messageFromPublish(
     payload,
     qos,
     retain,
-    // A 5.0 frame carries properties a 3.1.1 subscriber must not get, so only 3.1.1 frames are reused.
-    frame: v5 ? undefined : frame,
+    // A Topic Alias or an expiry (which counts down) would be wrong in any delivery: such a frame is not kept.
+    frame: v5 && (packet.topicAlias !== undefined || messageExpiryInterval !== undefined) ? undefined : frame,
+    frameIsV5: v5,
     properties: forward,
     expiresAt: messageExpiryInterval === undefined
       ? undefined

@@ -81,30 +81,9 @@ interface DeliveryProperties {
   readonly aliasOnly: boolean;
 }
 
-/**
- * The MQTT 3.1/3.1.1 PUBLISH for this QoS and RETAIN flag, shared by every subscriber. When the message
- * arrived as a 3.1.1 PUBLISH of the same QoS, its own bytes are used: as they are if the first byte matches too
- * (a QoS 0 fan-out then copies nothing), else copied with the first byte changed.
- */
+/** The MQTT 3.1/3.1.1 PUBLISH for this QoS and RETAIN flag, shared by every subscriber. */
 function v3Publish(message: Message, qos: QoS, retain: boolean): Uint8Array {
-  const cache = message.wire ??= [];
-  const index = qos * 2 + (retain ? 1 : 0);
-  const cached = cache[index];
-  if (cached) return cached;
-  const first = publishFirstByte(qos, retain);
-  const { frame } = message;
-  let bytes: Uint8Array;
-  if (frame && message.qos === qos) {
-    if (frame[0] === first) {
-      bytes = frame;
-    } else {
-      bytes = frame.slice();
-      bytes[0] = first;
-    }
-  } else {
-    bytes = encodePublish(topicBytesOf(message), message.payload, qos, retain);
-  }
-  return cache[index] = bytes;
+  return sharedForm(message, qos, retain, false);
 }
 
 /** The MQTT 5.0 PUBLISH; shared and cached when the delivery adds nothing of its own. */
@@ -114,17 +93,7 @@ function v5Publish(
   retain: boolean,
   extra: DeliveryProperties | undefined,
 ): Uint8Array {
-  if (!extra) {
-    const cache = message.wire ??= [];
-    const index = V5_FORMS + qos * 2 + (retain ? 1 : 0);
-    return cache[index] ??= encodePublish(
-      topicBytesOf(message),
-      message.payload,
-      qos,
-      retain,
-      message.properties ?? NO_BYTES,
-    );
-  }
+  if (!extra) return sharedForm(message, qos, retain, true);
   const properties = encodeProperties({
     messageExpiryInterval: extra.expiry,
     topicAlias: extra.alias,
@@ -132,6 +101,33 @@ function v5Publish(
   }, message.properties);
   const topic = extra.aliasOnly ? NO_BYTES : topicBytesOf(message);
   return encodePublish(topic, message.payload, qos, retain, properties);
+}
+
+/**
+ * A form every subscriber of one version shares, made once per (version, QoS, RETAIN). When the message
+ * arrived as a PUBLISH of that version and QoS, its own bytes are used: as they are if the first byte matches
+ * too (a QoS 0 fan-out then copies nothing), else copied with the first byte changed.
+ */
+function sharedForm(message: Message, qos: QoS, retain: boolean, v5: boolean): Uint8Array {
+  const cache = message.wire ??= [];
+  const index = (v5 ? V5_FORMS : 0) + qos * 2 + (retain ? 1 : 0);
+  const cached = cache[index];
+  if (cached) return cached;
+  const first = publishFirstByte(qos, retain);
+  const { frame } = message;
+  let bytes: Uint8Array;
+  if (frame && message.frameIsV5 === v5 && message.qos === qos) {
+    if (frame[0] === first) {
+      bytes = frame;
+    } else {
+      bytes = frame.slice();
+      bytes[0] = first;
+    }
+  } else {
+    const properties = v5 ? message.properties ?? NO_BYTES : undefined;
+    bytes = encodePublish(topicBytesOf(message), message.payload, qos, retain, properties);
+  }
+  return cache[index] = bytes;
 }
 
 function topicBytesOf(message: Message): Uint8Array {

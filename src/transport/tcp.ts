@@ -139,7 +139,10 @@ class TcpConnection implements Connection {
   start(handler: ConnectionHandler, ended: () => void): void {
     const socket = this.#socket;
     socket.on("data", (chunk: Uint8Array) => {
-      if (!this.#guard(() => handler.data(chunk))) socket.destroy();
+      // node:net hands out Buffers, whose slice() is a view, not a copy: protocol code copies frames and
+      // packets with slice(), so it gets a plain Uint8Array over the same bytes.
+      const bytes = new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+      if (!this.#guard(() => handler.data(bytes))) socket.destroy();
     });
     socket.on("error", ignore);
     socket.once("close", () => {
