@@ -569,6 +569,60 @@ Deno.test("(4.12) enhanced auth: an asynchronous step (a Promise) completes the 
   assert.equal(js.mqtt.serverProperties?.authenticationMethod, ASYNC);
 });
 
+/** An authenticator whose one step waits until the test opens the gate: frames sent meanwhile must wait too. */
+function gate(): { authenticator: EnhancedAuthenticator; open(): void } {
+  let open = () => {};
+  const opened = new Promise<void>((resolve) => open = resolve);
+  const authenticator: EnhancedAuthenticator = {
+    begin: (method) =>
+      method === "GATE"
+        ? { step: async (): Promise<AuthStep> => (await opened, { result: "success" }) }
+        : null,
+  };
+  return { authenticator, open: () => open() };
+}
+
+Deno.test("(3.2.2.2) limits.max_sessions reached: an MQTT 5 client needing a new session gets CONNACK 0x97", async () => {
+  await using broker = await startBroker({ limits: { max_sessions: 1 } });
+  await using first = await connect5(broker.port, "first");
+  await using refused = await RawClient.open(broker.port, 5);
+  await refused.send(connectPacket({ protocolVersion: 5, clientId: "second" }));
+  const connack = await refused.expect("connack");
+  assert.match(String(connack.properties?.reasonString), /session limit of 1 reached/);
+  await assertRefused(refused, connack, 0x97);
+  await first.assertIdle();
+});
+
+Deno.test("(4.12) packets sent while an authentication step runs are handled after CONNACK, in order", async () => {
+  const { authenticator, open } = gate();
+  await using broker = await startBroker({}, { authenticators: [authenticator] });
+  await using client = await authConnect(broker, "gated", "GATE", "");
+  await client.send({ cmd: "subscribe", messageId: 7, subscriptions: [{ topic: "gated/t", qos: 0 }] });
+  await client.send({ cmd: "pingreq" });
+  await delay(50);
+  assert.deepEqual(client.pending, [], "nothing is answered before the step ends");
+  open();
+  assert.equal((await client.expect("connack")).reasonCode, 0);
+  assert.equal((await client.expect("suback")).messageId, 7);
+  await client.expect("pingresp");
+  assert.ok(broker.server.broker.sessions.get("gated")?.subscriptions.has("gated/t"));
+});
+
+Deno.test("(4.12) a client that floods while its authentication step runs is refused with CONNACK 0x82", async () => {
+  const { authenticator, open } = gate();
+  await using broker = await startBroker({ limits: { max_packet_size: 1024 } }, {
+    authenticators: [authenticator],
+  });
+  await using other = await bystander(broker.port);
+  await using client = await authConnect(broker, "flood", "GATE", "");
+  // Each PUBLISH fits the packet limit; together they exceed what the broker holds for a pending exchange.
+  for (let i = 0; i < 3; i++) await client.sendBytes(rawPublish5("flood/t", "x".repeat(500)));
+  await assertRefused(client, await client.expect("connack"), 0x82);
+  open();
+  await assertAlive(broker, other);
+  assert.equal(broker.server.broker.sessions.get("flood"), undefined);
+});
+
 Deno.test("(4.12.1) re-authentication: AUTH 0x19, the challenge again, then AUTH 0x00; the connection stays", async () => {
   const authn = new TestAuthenticator();
   await using broker = await startBroker({}, { authenticators: [authn] });
