@@ -10,7 +10,7 @@ import { type Logger, quote } from "../observe/log.ts";
 import type { Metrics } from "../observe/metrics.ts";
 import type { QoS } from "../protocol/codec.ts";
 import { Delivery } from "./delivery.ts";
-import { isExpired, type Message } from "./message.ts";
+import { isExpired, type Message, storedCopy } from "./message.ts";
 import { Router, type SharedGroup, type Subscription } from "./router.ts";
 import { NEVER_EXPIRES, type Outlet, type PendingWill, Session } from "./session.ts";
 import type { RetainedStore, SessionStore } from "../store/types.ts";
@@ -103,6 +103,8 @@ export class Broker {
     session.will = will;
     const seconds = session.expiryInterval;
     if (seconds === 0) return this.#discard(session);
+    // What it had queued while online now waits for a reconnect: keep its bytes, not network chunks.
+    session.compactQueue(storedCopy);
     if (will) {
       if (will.delay === 0) {
         this.#publishWill(session);
@@ -314,7 +316,7 @@ export class Broker {
   #retain(message: Message): void {
     // An empty payload clears the topic and is not stored [MQTT-3.3.1-10, MQTT-3.3.1-11].
     if (message.payload.length === 0) return this.retained.delete(message.topic);
-    if (this.retained.set(message)) return;
+    if (this.retained.set(storedCopy(message))) return;
     this.metrics.retainedRefused++;
     if (!this.#retainedFullLogged) {
       this.#retainedFullLogged = true;

@@ -24,6 +24,7 @@ import { encodeSuback, encodeUnsuback } from "../protocol/subscribe.ts";
 import type { Properties } from "../protocol/properties.ts";
 import { CONNACK_REASON, ConnackCode } from "../protocol/codes.ts";
 import { hex, Reason, V5_CONNACK_OF_V3 } from "../protocol/reason_codes.ts";
+import { copyBytes } from "../protocol/fields.ts";
 import { FrameReader, type FrameSink } from "../protocol/frame.ts";
 import { isValidTopicName, parseFilter } from "../protocol/topic.ts";
 import { planSubscribe } from "./subscribe_plan.ts";
@@ -433,7 +434,7 @@ export class Client implements ConnectionHandler, FrameSink, Outlet {
         topicBytes = known.bytes;
       } else {
         // A copy: the frame it points into would otherwise stay alive with the alias.
-        (this.#inAliases ??= new Map()).set(alias, { topic, bytes: topicBytes.slice() });
+        (this.#inAliases ??= new Map()).set(alias, { topic, bytes: copyBytes(topicBytes) });
       }
     }
     if (v5 && topic.length === 0) {

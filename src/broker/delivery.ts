@@ -7,7 +7,7 @@
 import type { QoS } from "../protocol/codec.ts";
 import { encodeAck, withPacketId } from "../protocol/hot.ts";
 import type { Metrics } from "../observe/metrics.ts";
-import { isExpired, type Message } from "./message.ts";
+import { isExpired, type Message, storedCopy } from "./message.ts";
 import type { SharedGroup } from "./router.ts";
 import type { Outbound, Outlet, Session } from "./session.ts";
 
@@ -66,7 +66,9 @@ export class Delivery {
     if (outlet && session.queued === 0 && session.inflight.size < outlet.inflightWindow) {
       this.#send(session, outlet, outbound);
     } else if (session.queued < this.#limits.maxQueued) {
-      session.enqueue(outbound);
+      // For an offline session it may wait long: it keeps its own bytes, not the network chunk they arrived in
+      // (what an online session queues is compacted only if it goes offline: `Session.compactQueue`).
+      session.enqueue(outlet ? outbound : { ...outbound, message: storedCopy(message) });
     } else {
       this.#metrics.droppedQueueFull++;
     }

@@ -1,4 +1,5 @@
 import type { ConnectPacket, QoS } from "../protocol/codec.ts";
+import { copyBytes } from "../protocol/fields.ts";
 import type { PublishPacket } from "../protocol/hot.ts";
 import type { PendingWill, Session } from "./session.ts";
 
@@ -33,6 +34,8 @@ export interface Message {
   readonly expiresAt?: number;
   /** The session that published it, for No Local subscriptions; absent for the broker's own messages. */
   readonly origin?: Session;
+  /** The compact copy made when the message is first kept beyond the moment (see `storedCopy`). */
+  stored?: Message;
   /**
    * Encoded PUBLISH forms without per-delivery parts, filled on first use: MQTT 3.1.1 at index
    * `qos * 2 + (retain ? 1 : 0)`, MQTT 5.0 at that plus 6.
@@ -49,6 +52,41 @@ export function remainingExpiry(message: Message, now: number): number | undefin
 /** True if the message has a Message Expiry Interval and it has run out [MQTT-3.3.2-5]. */
 export function isExpired(message: Message, now: number): boolean {
   return message.expiresAt !== undefined && now >= message.expiresAt;
+}
+
+/**
+ * The message as it should be kept (retained, or queued for a client that cannot take it now): its bytes in
+ * one buffer of their own, so it does not hold the whole network chunk its frame is a view into. Made once
+ * per message and shared.
+ */
+export function storedCopy(message: Message): Message {
+  if (message.stored) return message.stored;
+  const { frame } = message;
+  let copy: Message;
+  if (frame) {
+    const own = copyBytes(frame);
+    const view = (part: Uint8Array | undefined) =>
+      part && part.buffer === frame.buffer
+        ? own.subarray(part.byteOffset - frame.byteOffset, part.byteOffset - frame.byteOffset + part.length)
+        : part && copyBytes(part);
+    copy = {
+      ...message,
+      frame: own,
+      payload: view(message.payload)!,
+      topicBytes: view(message.topicBytes),
+      properties: view(message.properties),
+      wire: undefined,
+    };
+  } else {
+    copy = {
+      ...message,
+      payload: copyBytes(message.payload),
+      properties: message.properties && copyBytes(message.properties),
+      wire: undefined,
+    };
+  }
+  copy.stored = copy;
+  return message.stored = copy;
 }
 
 /** The message a PUBLISH carries, `topic` resolved from any alias. */
@@ -82,10 +120,11 @@ export function willFromConnect(will: NonNullable<ConnectPacket["will"]>, v5: bo
   const message: Message = {
     topic: will.topic,
     topicBytes: textEncoder.encode(will.topic),
-    payload: will.payload,
+    // Its own copy: the will lives as long as the session, the CONNECT's network chunk need not.
+    payload: copyBytes(will.payload),
     qos: will.qos,
     retain: will.retain,
-    properties: v5 ? will.forward : undefined,
+    properties: v5 && will.forward ? copyBytes(will.forward) : undefined,
   };
   const properties = will.properties ?? {};
   return {

@@ -148,6 +148,11 @@ export class Session {
     return this.#queue?.shift();
   }
 
+  /** Replaces each queued message with `compact(message)`, in place (the session has gone offline). */
+  compactQueue(compact: (message: Message) => Message): void {
+    this.#queue?.replaceAll((outbound) => ({ ...outbound, message: compact(outbound.message) }));
+  }
+
   /**
    * Removes and returns the messages this session holds through shared subscriptions that another member may
    * take over: queued ones, and QoS 1 ones in flight. A QoS 2 message in flight stays: its delivery must be
@@ -213,6 +218,9 @@ export class Fifo<T> {
   }
   push(item: T): void {
     this.#items.push(item);
+  }
+  replaceAll(replace: (item: T) => T): void {
+    for (let i = this.#head; i < this.#items.length; i++) this.#items[i] = replace(this.#items[i]);
   }
   shift(): T | undefined {
     if (this.#head === this.#items.length) return undefined;

@@ -5,6 +5,7 @@
  */
 
 import type { QoS } from "../protocol/codec.ts";
+import { copyBytes } from "../protocol/fields.ts";
 import { encodePublish, publishFirstByte } from "../protocol/hot.ts";
 import { encodeProperties } from "../protocol/properties.ts";
 import { type Message, remainingExpiry } from "./message.ts";
@@ -120,7 +121,7 @@ function sharedForm(message: Message, qos: QoS, retain: boolean, v5: boolean): U
     if (frame[0] === first) {
       bytes = frame;
     } else {
-      bytes = frame.slice();
+      bytes = copyBytes(frame);
       bytes[0] = first;
     }
   } else {

@@ -37,6 +37,16 @@ export function decodeString(bytes: Uint8Array, start: number, end: number): str
   return text.includes("\u0000") ? malformed("string contains U+0000 [MQTT-1.5.3-2]") : text;
 }
 
+/**
+ * A copy of `bytes` in a buffer of its own. Not `bytes.slice()`: the transport's chunks are Node Buffers,
+ * whose slice() is a view of the same memory, and every frame and field is a view into a chunk.
+ */
+export function copyBytes(bytes: Uint8Array): Uint8Array {
+  const copy = new Uint8Array(bytes.length);
+  copy.set(bytes);
+  return copy;
+}
+
 export function varIntLength(value: number): number {
   return value < 128 ? 1 : value < 16384 ? 2 : value < 2097152 ? 3 : 4;
 }

@@ -9,7 +9,7 @@
 
 import type { QoS } from "./codec.ts";
 import { type DecodeError, malformed } from "./decode_error.ts";
-import { decodeString, varIntLength, writeVarInt } from "./fields.ts";
+import { copyBytes, decodeString, varIntLength, writeVarInt } from "./fields.ts";
 import { fixedHeaderLength } from "./frame.ts";
 import {
   type Properties,
@@ -206,7 +206,7 @@ export function publishFirstByte(qos: QoS, retain: boolean): number {
 
 /** A copy of an encoded QoS 1/2 PUBLISH with its packet id (and optionally DUP) set. */
 export function withPacketId(encoded: Uint8Array, packetId: number, dup = false): Uint8Array {
-  const copy = encoded.slice();
+  const copy = copyBytes(encoded);
   if (dup) copy[0] |= 0x08;
   const header = fixedHeaderLength(copy);
   const at = header + 2 + ((copy[header] << 8) | copy[header + 1]);

@@ -27,6 +27,11 @@ export interface Connection {
 
 /** The protocol side of a connection: told about every chunk read and, exactly once, about the end. */
 export interface ConnectionHandler {
+  /**
+   * Bytes read. The chunk is the handler's from then on: a transport never reuses its memory (one that reads
+   * into a reused buffer hands over a copy), so protocol code may keep views into it instead of copying. It
+   * may be a Node Buffer, whose slice() is a view: copy with `copyBytes` (src/protocol/fields.ts).
+   */
   data(chunk: Uint8Array): void;
   closed(): void;
 }

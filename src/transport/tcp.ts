@@ -139,10 +139,9 @@ class TcpConnection implements Connection {
   start(handler: ConnectionHandler, ended: () => void): void {
     const socket = this.#socket;
     socket.on("data", (chunk: Uint8Array) => {
-      // node:net hands out Buffers, whose slice() is a view, not a copy: protocol code copies frames and
-      // packets with slice(), so it gets a plain Uint8Array over the same bytes.
-      const bytes = new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength);
-      if (!this.#guard(() => handler.data(bytes))) socket.destroy();
+      // node:net reads each chunk into fresh memory (measured), so it is handed over as it is, a Buffer. (A
+      // plain Uint8Array view of it cost fan-in QoS 0 about a quarter of its throughput in Deno 2.9.)
+      if (!this.#guard(() => handler.data(chunk))) socket.destroy();
     });
     socket.on("error", ignore);
     socket.once("close", () => {
