@@ -125,6 +125,10 @@ export class Client implements ConnectionHandler, FrameSink, Outlet {
     this.#conn.write(bytes);
   }
 
+  writeEdited(bytes: Uint8Array, at: number, value: number, flags: number): void {
+    this.#conn.writeEdited(bytes, at, value, flags);
+  }
+
   get buffered(): number {
     return this.#conn.buffered;
   }

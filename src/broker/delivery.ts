@@ -5,7 +5,7 @@
  */
 
 import type { QoS } from "../protocol/codec.ts";
-import { encodeAck, withPacketId } from "../protocol/hot.ts";
+import { DUP_FLAG, encodeAck, packetIdOffset } from "../protocol/hot.ts";
 import type { Metrics } from "../observe/metrics.ts";
 import { isExpired, type Message, storedCopy } from "./message.ts";
 import type { SharedGroup } from "./router.ts";
@@ -138,7 +138,7 @@ export class Delivery {
     const { message, qos, retain, subscriptionIds } = outbound;
     const bytes = outlet.publishBytes(message, qos, retain, subscriptionIds);
     if (bytes) {
-      outlet.write(withPacketId(bytes, outbound.packetId, true));
+      outlet.writeEdited(bytes, packetIdOffset(bytes), outbound.packetId, DUP_FLAG);
       return true;
     }
     // The new connection allows smaller packets than the old one did.
@@ -183,7 +183,8 @@ export class Delivery {
       return;
     }
     session.addInflight(outbound);
-    outlet.write(withPacketId(bytes, outbound.packetId));
+    // The encoded PUBLISH is shared by every subscriber: each gets its own packet id on the way out.
+    outlet.writeEdited(bytes, packetIdOffset(bytes), outbound.packetId, 0);
     this.#metrics.messagesSent++;
   }
 }

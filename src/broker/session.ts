@@ -30,6 +30,8 @@ export interface Outbound {
 export interface Outlet {
   readonly version: ProtocolVersion;
   write(bytes: Uint8Array): void;
+  /** `write`, with two bytes at `at` set to `value` and `flags` ORed into the first (see `Connection`). */
+  writeEdited(bytes: Uint8Array, at: number, value: number, flags: number): void;
   /** Bytes written but not yet on the wire. */
   readonly buffered: number;
   /** QoS 1/2 messages the client accepts unacknowledged: the broker's limit and its Receive Maximum. */

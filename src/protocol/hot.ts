@@ -9,7 +9,7 @@
 
 import type { QoS } from "./codec.ts";
 import { type DecodeError, malformed } from "./decode_error.ts";
-import { copyBytes, decodeString, varIntLength, writeVarInt } from "./fields.ts";
+import { decodeString, varIntLength, writeVarInt } from "./fields.ts";
 import { fixedHeaderLength } from "./frame.ts";
 import {
   type Properties,
@@ -204,16 +204,17 @@ export function publishFirstByte(qos: QoS, retain: boolean): number {
   return 0x30 | (qos << 1) | (retain ? 0x01 : 0);
 }
 
-/** A copy of an encoded QoS 1/2 PUBLISH with its packet id (and optionally DUP) set. */
-export function withPacketId(encoded: Uint8Array, packetId: number, dup = false): Uint8Array {
-  const copy = copyBytes(encoded);
-  if (dup) copy[0] |= 0x08;
-  const header = fixedHeaderLength(copy);
-  const at = header + 2 + ((copy[header] << 8) | copy[header + 1]);
-  copy[at] = packetId >> 8;
-  copy[at + 1] = packetId & 0xff;
-  return copy;
+/**
+ * Where the packet id of an encoded QoS 1/2 PUBLISH is: right after the topic, in both versions. Deliveries
+ * share one encoded PUBLISH and have the connection write it with their own id there (`Connection.writeEdited`).
+ */
+export function packetIdOffset(encoded: Uint8Array): number {
+  const header = fixedHeaderLength(encoded);
+  return header + 2 + ((encoded[header] << 8) | encoded[header + 1]);
 }
+
+/** The DUP flag of PUBLISH's first byte [MQTT-3.3.1-1]. */
+export const DUP_FLAG = 0x08;
 
 /**
  * An acknowledgement. Reason code 0 without properties is the 4-byte form, valid in every version (MQTT

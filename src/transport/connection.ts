@@ -21,6 +21,12 @@ export interface Connection {
   readonly buffered: number;
   /** Queues bytes; everything queued in one event-loop turn goes out in one write. */
   write(bytes: Uint8Array): void;
+  /**
+   * Queues `bytes` to go out with the two bytes at `at` set to `value` (big-endian) and `flags` ORed into the
+   * first byte. `bytes` itself is left as it is: it may be shared by many connections, and the edit is made in
+   * the copy every queued chunk gets on its way to the socket, so it costs no allocation of its own.
+   */
+  writeEdited(bytes: Uint8Array, at: number, value: number, flags: number): void;
   /** Sends what is queued (waiting a short linger at most), then closes. Safe to call twice. */
   close(): void;
 }

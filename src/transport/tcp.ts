@@ -81,6 +81,9 @@ class TcpConnection implements Connection {
   readonly #socket: net.Socket;
   readonly #log: Logger;
   #queue: Uint8Array[] = [];
+  /** Per queued chunk, its edit (`writeEdited`) as at, value, flags; at -1 for none. */
+  #edits: number[] = [];
+  #edited = false;
   #queued = 0;
   #closing = false;
 
@@ -105,24 +108,34 @@ class TcpConnection implements Connection {
   }
 
   write(bytes: Uint8Array): void {
+    this.writeEdited(bytes, -1, 0, 0);
+  }
+
+  writeEdited(bytes: Uint8Array, at: number, value: number, flags: number): void {
     if (this.#closing) return;
     if (this.#queued === 0) {
       if (toFlush.length === 0) queueMicrotask(flushAll);
       toFlush.push(this);
     }
     this.#queue.push(bytes);
+    this.#edits.push(at, value, flags);
+    if (at >= 0) this.#edited = true;
     this.#queued += bytes.length;
   }
 
   /** Everything queued in this turn goes to the socket in one write. */
   flush(): void {
     const chunks = this.#queue;
+    const edits = this.#edits;
     const length = this.#queued;
     if (length === 0) return;
+    const edited = this.#edited;
     this.#queue = [];
+    this.#edits = [];
+    this.#edited = false;
     this.#queued = 0;
     if (this.#socket.destroyed) return;
-    this.#socket.write(chunks.length === 1 ? chunks[0] : concat(chunks, length));
+    this.#socket.write(chunks.length === 1 && !edited ? chunks[0] : concat(chunks, edits, length));
   }
 
   close(): void {
@@ -147,6 +160,7 @@ class TcpConnection implements Connection {
     socket.once("close", () => {
       this.#closing = true;
       this.#queue = [];
+      this.#edits = [];
       this.#queued = 0;
       this.#guard(() => handler.closed());
       ended();
@@ -171,11 +185,20 @@ class TcpConnection implements Connection {
 /** A reset or a write to a closed peer: the close event that follows is what the handler hears. */
 function ignore(): void {}
 
-function concat(chunks: Uint8Array[], length: number): Uint8Array {
+/** The chunks in one buffer, each chunk's edit applied to its copy. */
+function concat(chunks: Uint8Array[], edits: number[], length: number): Uint8Array {
   const out = new Uint8Array(length);
   let at = 0;
-  for (const chunk of chunks) {
+  for (let i = 0; i < chunks.length; i++) {
+    const chunk = chunks[i];
     out.set(chunk, at);
+    const edit = edits[i * 3];
+    if (edit >= 0) {
+      const value = edits[i * 3 + 1];
+      out[at + edit] = value >> 8;
+      out[at + edit + 1] = value & 0xff;
+      out[at] |= edits[i * 3 + 2];
+    }
     at += chunk.length;
   }
   return out;

@@ -3,6 +3,8 @@
  * topics, truncated or oversized packets). Runs of bytes are plain arrays so they spread into one another.
  */
 
+import { DUP_FLAG, packetIdOffset } from "../../src/protocol/hot.ts";
+
 /** MQTT's variable byte integer (the remaining length): seven bits a byte, low first, high bit "more". */
 export function varInt(value: number): number[] {
   const out: number[] = [];
@@ -50,4 +52,17 @@ export function concat(parts: ArrayLike<number>[]): Uint8Array {
 /** A whole packet: `firstByte` (type and flags), the remaining length of `body`, then `body`. */
 export function frame(firstByte: number, body: ArrayLike<number>): Uint8Array {
   return concat([[firstByte, ...varInt(body.length)], body]);
+}
+
+/**
+ * A copy of an encoded QoS 1/2 PUBLISH with its packet id (and optionally DUP) set: what a connection sends
+ * for `writeEdited(bytes, packetIdOffset(bytes), packetId, dup ? DUP_FLAG : 0)`.
+ */
+export function withPacketId(encoded: Uint8Array, packetId: number, dup = false): Uint8Array {
+  const copy = new Uint8Array(encoded);
+  const at = packetIdOffset(copy);
+  copy[at] = packetId >> 8;
+  copy[at + 1] = packetId & 0xff;
+  if (dup) copy[0] |= DUP_FLAG;
+  return copy;
 }

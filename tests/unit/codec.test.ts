@@ -2,7 +2,8 @@ import assert from "node:assert/strict";
 import mqttPacket from "mqtt-packet";
 import { Buffer } from "node:buffer";
 import { decodePacket } from "../../src/protocol/codec.ts";
-import { encodeAck, encodePublish, withPacketId } from "../../src/protocol/hot.ts";
+import { encodeAck, encodePublish } from "../../src/protocol/hot.ts";
+import { withPacketId } from "../helpers/bytes.ts";
 
 const utf8 = (text: string) => new TextEncoder().encode(text);
 
@@ -29,7 +30,7 @@ Deno.test("codec: the PUBLISH encoder writes what mqtt-packet writes, for every 
   }
 });
 
-Deno.test("codec: withPacketId copies, so one encoded message serves many packet ids", () => {
+Deno.test("codec: packetIdOffset finds the id, so one encoded message serves many packet ids", () => {
   const encoded = encodePublish(utf8("a"), utf8("x"), 1, false);
   const first = withPacketId(encoded, 1);
   const second = withPacketId(encoded, 2, true);

@@ -4,7 +4,8 @@ import { Buffer } from "node:buffer";
 import { decodePacket, type Packet, type ProtocolVersion } from "../../src/protocol/codec.ts";
 import { decodeConnect, encodeConnack } from "../../src/protocol/connect.ts";
 import { encodeAuth, encodeDisconnect } from "../../src/protocol/control.ts";
-import { encodeAck, encodePublish, withPacketId } from "../../src/protocol/hot.ts";
+import { encodeAck, encodePublish } from "../../src/protocol/hot.ts";
+import { withPacketId } from "../helpers/bytes.ts";
 import { encodeProperties, type Properties } from "../../src/protocol/properties.ts";
 import { encodeSuback, encodeUnsuback } from "../../src/protocol/subscribe.ts";
 
