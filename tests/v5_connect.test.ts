@@ -608,6 +608,17 @@ Deno.test("(4.12) packets sent while an authentication step runs are handled aft
   assert.ok(broker.server.broker.sessions.get("gated")?.subscriptions.has("gated/t"));
 });
 
+Deno.test("(4.12) an authenticator failing with a code below 0x80 still refuses: CONNACK 0x87", async () => {
+  const sloppy: EnhancedAuthenticator = {
+    begin: (method) =>
+      method === "SLOPPY" ? { step: () => ({ result: "fail", code: 0, reason: "no" }) } : null,
+  };
+  await using broker = await startBroker({}, { authenticators: [sloppy] });
+  await using client = await authConnect(broker, "sloppy", "SLOPPY", "");
+  await assertRefused(client, await client.expect("connack"), 0x87);
+  assert.equal(broker.server.broker.sessions.get("sloppy"), undefined);
+});
+
 Deno.test("(4.12) a client that floods while its authentication step runs is refused with CONNACK 0x82", async () => {
   const { authenticator, open } = gate();
   await using broker = await startBroker({ limits: { max_packet_size: 1024 } }, {
@@ -767,11 +778,11 @@ Deno.test("(3.1.2.11.10) Authentication Data without an Authentication Method: C
 
 // --- The client's DISCONNECT and the will ---------------------------------------------------------------------
 
-Deno.test("(3.14.2.1) DISCONNECT 0x04 publishes the will; DISCONNECT 0x00 discards it [MQTT-3.14.4-3]", async () => {
+Deno.test("(3.14.2.1) DISCONNECT 0x04 or an error code publishes the will; only 0x00 discards it [MQTT-3.14.4-3]", async () => {
   await using broker = await startBroker();
   await using watch = await connect5(broker.port, "watch");
   assert.deepEqual(await watch.subscribe([["will/#", 1]]), [1]);
-  for (const [clientId, reasonCode] of [["with-will", 0x04], ["normal", 0x00]] as const) {
+  for (const [clientId, reasonCode] of [["with-will", 0x04], ["failing", 0x80], ["normal", 0x00]] as const) {
     await using owner = await connect5(broker.port, clientId, {
       will: { topic: `will/${clientId}`, payload: Buffer.from(`${clientId} left`), qos: 1, retain: false },
     });
@@ -779,8 +790,10 @@ Deno.test("(3.14.2.1) DISCONNECT 0x04 publishes the will; DISCONNECT 0x00 discar
     assert.deepEqual(await owner.closedByBroker(), [], "the broker answers DISCONNECT by closing");
     await broker.disconnected(clientId);
   }
-  const will = await watch.expectPublish("will/with-will", "with-will left", 1);
-  await watch.send({ cmd: "puback", messageId: will.messageId });
+  for (const clientId of ["with-will", "failing"]) {
+    const will = await watch.expectPublish(`will/${clientId}`, `${clientId} left`, 1);
+    await watch.send({ cmd: "puback", messageId: will.messageId });
+  }
   // "normal"'s will would have come next; a marker published now comes first instead.
   await watch.publish("will/marker", "marker");
   await watch.expectPublish("will/marker", "marker");

@@ -210,7 +210,7 @@ Deno.test("[MQTT-3.8.4-3] re-subscribing replaces the subscription and its Subsc
 
 // --- UNSUBACK and SUBACK reason codes ------------------------------------------------------------------------
 
-Deno.test("[MQTT-3.11.3-1] UNSUBACK: 0x00 for a removed subscription, 0x11 where none existed", async () => {
+Deno.test("[MQTT-3.11.3-1] UNSUBACK: 0x00 for a removed subscription, 0x11 where none existed, 0x8F for an invalid filter", async () => {
   await using broker = await startBroker();
   await using client = await subscriber5(broker.port, "unsub", [{ topic: "a", qos: 1 }, {
     topic: "c/+",
@@ -218,6 +218,8 @@ Deno.test("[MQTT-3.11.3-1] UNSUBACK: 0x00 for a removed subscription, 0x11 where
   }]);
   assert.deepEqual(await client.unsubscribe(["a", "b", "c/+"]), [0x00, 0x11, 0x00]);
   assert.deepEqual(await client.unsubscribe(["a"]), [0x11], "already gone");
+  // An invalid filter cannot name a subscription: Topic Filter invalid, and the connection stays.
+  assert.deepEqual(await client.unsubscribe(["a/#/b", "$share//t", "b"]), [0x8f, 0x8f, 0x11]);
 
   await using pub = await connect5(broker.port, "pub");
   await pub.publishAcked("a", "gone", { qos: 1 });

@@ -4,10 +4,8 @@
  */
 
 import type { ConnectPacket } from "../protocol/connect.ts";
+import { Reason } from "../protocol/reason_codes.ts";
 import type { AuthClient, AuthConversation, AuthStep, EnhancedAuthenticator } from "./enhanced.ts";
-
-/** The Reason Code of a step that threw or rejected: Unspecified error. */
-const UNSPECIFIED_ERROR = 0x80;
 
 export class AuthExchange {
   readonly method: string;
@@ -57,5 +55,5 @@ export class AuthExchange {
 
 function failure(error: unknown): AuthStep {
   const detail = error instanceof Error ? error.message : String(error);
-  return { result: "fail", code: UNSPECIFIED_ERROR, reason: `authenticator failed: ${detail}` };
+  return { result: "fail", code: Reason.unspecifiedError, reason: `authenticator failed: ${detail}` };
 }

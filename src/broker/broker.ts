@@ -9,14 +9,37 @@ import type { Config } from "../config/schema.ts";
 import { type Logger, quote } from "../observe/log.ts";
 import type { Metrics } from "../observe/metrics.ts";
 import type { QoS } from "../protocol/codec.ts";
+import type { Properties } from "../protocol/properties.ts";
+import { announcedLimits } from "./limits.ts";
 import { Delivery } from "./delivery.ts";
 import { isExpired, type Message, storedCopy } from "./message.ts";
 import { Router, type SharedGroup, type Subscription } from "./router.ts";
-import { NEVER_EXPIRES, type Outlet, type PendingWill, Session } from "./session.ts";
+import { type Deadline, NEVER_EXPIRES, type Outlet, type PendingWill, Session } from "./session.ts";
 import type { RetainedStore, SessionStore } from "../store/types.ts";
 
 /** setTimeout cannot wait longer than this; longer waits are done in steps. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/**
+ * Runs `then` after `seconds` of monotonic time, in steps when that is longer than one timer can wait; the
+ * returned deadline always holds the current step's timer, so `cancel` stops it at any step.
+ */
+function after(seconds: number, then: () => void): Deadline {
+  const at = performance.now() + seconds * 1000;
+  const deadline: Deadline = { timer: undefined };
+  const wait = () => {
+    deadline.timer = setTimeout(
+      () => performance.now() < at ? wait() : then(),
+      Math.min(at - performance.now(), MAX_TIMER_MS),
+    );
+  };
+  wait();
+  return deadline;
+}
+
+function cancel(deadline: Deadline | undefined): void {
+  clearTimeout(deadline?.timer);
+}
 
 export type OpenResult = { session: Session; present: boolean } | {
   refused: "session_limit";
@@ -34,6 +57,8 @@ export class Broker {
   readonly retained: RetainedStore;
   readonly delivery: Delivery;
   readonly authenticators: readonly EnhancedAuthenticator[];
+  /** What every MQTT 5.0 CONNACK announces of the broker's limits (the config never changes). */
+  readonly announcedLimits: Readonly<Properties>;
   readonly #router = new Router();
   #publishSeq = 0;
   /** Scratch for one publish: the message, its matching sessions and shared groups. */
@@ -56,6 +81,7 @@ export class Broker {
     this.sessions = sessions;
     this.retained = retained;
     this.authenticators = authenticators;
+    this.announcedLimits = announcedLimits(config);
     this.delivery = new Delivery({
       maxQueued: config.limits.max_queued_messages,
       maxWriteBuffer: config.limits.max_write_buffer,
@@ -85,7 +111,7 @@ export class Broker {
       session = new Session(clientId, expiryInterval);
       this.sessions.set(session);
     }
-    clearTimeout(session.expiry);
+    cancel(session.expiry);
     session.expiry = undefined;
     this.#cancelWill(session);
     session.expiryInterval = expiryInterval;
@@ -103,34 +129,23 @@ export class Broker {
     session.will = will;
     const seconds = session.expiryInterval;
     if (seconds === 0) return this.#discard(session);
-    // What it had queued while online now waits for a reconnect: keep its bytes, not network chunks.
-    session.compactQueue(storedCopy);
+    // What it had queued or in flight now waits for a reconnect: keep its bytes, not network chunks.
+    session.compactMessages(storedCopy);
     if (will) {
       if (will.delay === 0) {
         this.#publishWill(session);
       } else if (will.delay < seconds) {
-        will.timer = this.#after(will.delay, () => this.#publishWill(session));
+        will.timer = after(will.delay, () => this.#publishWill(session));
       }
       // Otherwise the session ends first, and ending it publishes the will.
     }
     if (seconds !== NEVER_EXPIRES) {
-      session.expiry = this.#after(seconds, () => {
+      session.expiry = after(seconds, () => {
         this.metrics.sessionsExpired++;
         this.log.info(`session ${quote(session.clientId)} expired after ${seconds}s offline`);
         this.#discard(session);
       });
     }
-  }
-
-  /** Runs `then` after `seconds` of monotonic time, in steps when that is longer than a timer can wait. */
-  #after(seconds: number, then: () => void): ReturnType<typeof setTimeout> {
-    const at = performance.now() + seconds * 1000;
-    const wait = (): ReturnType<typeof setTimeout> =>
-      setTimeout(
-        () => performance.now() < at ? wait() : then(),
-        Math.min(at - performance.now(), MAX_TIMER_MS),
-      );
-    return wait();
   }
 
   #publishWill(session: Session): void {
@@ -146,13 +161,13 @@ export class Broker {
   }
 
   #cancelWill(session: Session): void {
-    clearTimeout(session.will?.timer);
+    cancel(session.will?.timer);
     session.will = undefined;
   }
 
   /** Ends a session: its will goes out now if it was still waiting (the session ends first). */
   #discard(session: Session): void {
-    clearTimeout(session.expiry);
+    cancel(session.expiry);
     session.expiry = undefined;
     this.#publishWill(session);
     for (const subscription of session.subscriptions.values()) this.#router.remove(session, subscription);
@@ -297,7 +312,7 @@ export class Broker {
       chosenAt = group.next % n;
       chosen = members[chosenAt];
     }
-    group.next = chosenAt + 1;
+    if (chosen) group.next = chosenAt + 1;
     return chosen;
   }
 
@@ -330,8 +345,8 @@ export class Broker {
   /** Ends every session timer; the broker is stopping and in-memory sessions go with it. */
   stop(): void {
     for (const session of this.sessions.values()) {
-      clearTimeout(session.expiry);
-      clearTimeout(session.will?.timer);
+      cancel(session.expiry);
+      cancel(session.will?.timer);
     }
   }
 }

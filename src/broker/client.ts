@@ -24,11 +24,11 @@ import { encodeSuback, encodeUnsuback } from "../protocol/subscribe.ts";
 import type { Properties } from "../protocol/properties.ts";
 import { CONNACK_REASON, ConnackCode } from "../protocol/codes.ts";
 import { hex, Reason, V5_CONNACK_OF_V3 } from "../protocol/reason_codes.ts";
-import { copyBytes } from "../protocol/fields.ts";
+import { copyBytes, isUtf8 } from "../protocol/fields.ts";
 import { FrameReader, type FrameSink } from "../protocol/frame.ts";
 import { isValidTopicName, parseFilter } from "../protocol/topic.ts";
 import { planSubscribe } from "./subscribe_plan.ts";
-import { announcedLimits, capExpiry } from "./limits.ts";
+import { capExpiry } from "./limits.ts";
 import { quote } from "../observe/log.ts";
 import { type Connection, type ConnectionHandler, formatAddress } from "../transport/connection.ts";
 import type { Broker } from "./broker.ts";
@@ -43,8 +43,6 @@ const MQTT31_MAX_CLIENT_ID = 23;
 const DEFAULT_RECEIVE_MAXIMUM = 65535;
 
 type State = "connecting" | "authenticating" | "connected" | "closed";
-
-const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
 
 export class Client implements ConnectionHandler, FrameSink, Outlet {
   readonly #broker: Broker;
@@ -318,7 +316,7 @@ export class Client implements ConnectionHandler, FrameSink, Outlet {
     if (connect.will) this.#will = willFromConnect(connect.will, v5);
     const keepAlive = v5 && mqtt.server_keep_alive > 0 ? mqtt.server_keep_alive : connect.keepalive;
     if (v5) {
-      const connack: Properties = { ...announcedLimits(this.#broker.config), ...auth };
+      const connack: Properties = { ...this.#broker.announcedLimits, ...auth };
       if (expiry !== this.#askedExpiry) connack.sessionExpiryInterval = expiry;
       if (assigned) connack.assignedClientIdentifier = this.#clientId;
       if (mqtt.server_keep_alive > 0) connack.serverKeepAlive = mqtt.server_keep_alive;
@@ -371,8 +369,10 @@ export class Client implements ConnectionHandler, FrameSink, Outlet {
       this.write(encodeAuth(Reason.continueAuthentication, reply(step.data)));
     } else if (step.result === "fail") {
       this.#auth = undefined;
-      if (auth.connect) return this.#refuse(ConnackCode.notAuthorized, step.reason, step.code);
-      return this.#fail(step.code, `re-authentication failed: ${step.reason}`);
+      // A failure must say so: a code below 0x80 would read as success.
+      const code = step.code >= 0x80 ? step.code : Reason.notAuthorized;
+      if (auth.connect) return this.#refuse(ConnackCode.notAuthorized, step.reason, code);
+      return this.#fail(code, `re-authentication failed: ${step.reason}`);
     } else {
       this.#auth = undefined;
       this.#authMethod = auth.method;
@@ -381,7 +381,9 @@ export class Client implements ConnectionHandler, FrameSink, Outlet {
     }
     // Frames held while the step ran, in order, until another step holds the rest.
     while (this.#held?.length && !this.#holding()) {
-      this.frame(this.#held.shift()!);
+      const frame = this.#held.shift()!;
+      this.#heldBytes -= frame.length;
+      this.frame(frame);
     }
   }
 
@@ -492,7 +494,9 @@ export class Client implements ConnectionHandler, FrameSink, Outlet {
     // MQTT 3.1.1 acknowledges whatever happened; a v5 error code ends the flow, so no PUBREL will come.
     if (!v5) code = Reason.success;
     if (qos === 2 && code < 0x80) session.addInboundQos2(messageId!);
-    this.#writeWithReason((p) => encodeAck(qos === 1 ? "puback" : "pubrec", messageId!, code, p), reason);
+    const type = qos === 1 ? "puback" : "pubrec";
+    if (reason === undefined) return this.write(encodeAck(type, messageId!, code));
+    this.#writeWithReason((p) => encodeAck(type, messageId!, code, p), reason);
   }
 
   #release(packet: AckPacket): void {
@@ -537,7 +541,11 @@ export class Client implements ConnectionHandler, FrameSink, Outlet {
       }
     }
     const codes = packet.unsubscriptions.map((filter) =>
-      this.#broker.unsubscribe(this.#session!, filter) ? Reason.success : Reason.noSubscriptionExisted
+      "invalid" in parseFilter(filter)
+        ? Reason.topicFilterInvalid
+        : this.#broker.unsubscribe(this.#session!, filter)
+        ? Reason.success
+        : Reason.noSubscriptionExisted
     );
     this.write(v5 ? encodeUnsuback(packet.messageId, codes) : encodeAck("unsuback", packet.messageId));
   }
@@ -555,9 +563,10 @@ export class Client implements ConnectionHandler, FrameSink, Outlet {
       }
       this.#session.expiryInterval = capExpiry(this.#broker.config, expiry);
     }
-    // A normal DISCONNECT discards the will [MQTT-3.14.4-3]; 0x04 asks for it to be published.
+    // Only a DISCONNECT with reason 0x00 discards the will [MQTT-3.14.4-3]: 0x04 asks for it, and an error
+    // code is not a normal disconnection [MQTT-3.1.2-8].
     const suffix = reasonCode === 0 ? "" : ` (reason ${hex(reasonCode)})`;
-    this.#close(`client sent DISCONNECT${suffix}`, reasonCode === 0x04);
+    this.#close(`client sent DISCONNECT${suffix}`, reasonCode !== 0);
   }
 
   // --- Keep-alive and closing ------------------------------------------------------------------------------
@@ -665,15 +674,6 @@ export class Client implements ConnectionHandler, FrameSink, Outlet {
 
   #peer(): string {
     return formatAddress(this.#conn.peer.address, this.#conn.peer.port);
-  }
-}
-
-function isUtf8(bytes: Uint8Array): boolean {
-  try {
-    strictUtf8.decode(bytes);
-    return true;
-  } catch {
-    return false;
   }
 }
 

@@ -7,6 +7,7 @@
 import type { QoS } from "../protocol/codec.ts";
 import { DUP_FLAG, encodeAck, packetIdOffset } from "../protocol/hot.ts";
 import type { Metrics } from "../observe/metrics.ts";
+import { Reason } from "../protocol/reason_codes.ts";
 import { isExpired, type Message, storedCopy } from "./message.ts";
 import type { SharedGroup } from "./router.ts";
 import type { Outbound, Outlet, Session } from "./session.ts";
@@ -15,9 +16,6 @@ export interface DeliveryLimits {
   maxQueued: number;
   maxWriteBuffer: number;
 }
-
-/** PUBREL's reason code for a packet id the broker does not know (MQTT 5.0). */
-const PACKET_ID_NOT_FOUND = 0x92;
 
 export class Delivery {
   readonly #limits: DeliveryLimits;
@@ -67,7 +65,7 @@ export class Delivery {
       this.#send(session, outlet, outbound);
     } else if (session.queued < this.#limits.maxQueued) {
       // For an offline session it may wait long: it keeps its own bytes, not the network chunk they arrived in
-      // (what an online session queues is compacted only if it goes offline: `Session.compactQueue`).
+      // (what an online session queues is compacted only if it goes offline: `Session.compactMessages`).
       session.enqueue(outlet ? outbound : { ...outbound, message: storedCopy(message) });
     } else {
       this.#metrics.droppedQueueFull++;
@@ -99,7 +97,7 @@ export class Delivery {
     // An unknown id still gets PUBREL, so the client can finish its own flow.
     const outlet = session.outlet;
     if (!outlet) return;
-    const code = outbound || outlet.version !== 5 ? 0 : PACKET_ID_NOT_FOUND;
+    const code = outbound || outlet.version !== 5 ? 0 : Reason.packetIdentifierNotFound;
     outlet.write(encodeAck("pubrel", packetId, code));
   }
 

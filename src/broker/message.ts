@@ -71,6 +71,8 @@ export function storedCopy(message: Message): Message {
         : part && copyBytes(part);
     copy = {
       ...message,
+      // No Local was decided when it was routed; a kept copy must not keep the publisher's session alive.
+      origin: undefined,
       frame: own,
       payload: view(message.payload)!,
       topicBytes: view(message.topicBytes),
@@ -80,7 +82,9 @@ export function storedCopy(message: Message): Message {
   } else {
     copy = {
       ...message,
+      origin: undefined,
       payload: copyBytes(message.payload),
+      topicBytes: message.topicBytes && copyBytes(message.topicBytes),
       properties: message.properties && copyBytes(message.properties),
       wire: undefined,
     };

@@ -50,6 +50,11 @@ export interface Outlet {
   takeOver(): void;
 }
 
+/** A pending timer that may be re-armed in steps; `timer` is always the current step's. */
+export interface Deadline {
+  timer: ReturnType<typeof setTimeout> | undefined;
+}
+
 /** A will waiting for its Will Delay Interval (MQTT 5.0 section 3.1.3.2.2). */
 export interface PendingWill {
   /** Without `expiresAt`: the Message Expiry Interval starts when the will is published. */
@@ -58,7 +63,7 @@ export interface PendingWill {
   readonly delay: number;
   /** The will's Message Expiry Interval in seconds, if it has one. */
   readonly expiryInterval: number | undefined;
-  timer?: ReturnType<typeof setTimeout>;
+  timer?: Deadline;
 }
 
 export class Session {
@@ -76,7 +81,7 @@ export class Session {
   #inboundQos2: Set<number> | undefined;
   outlet: Outlet | null = null;
   /** Pending expiry of an offline persistent session. */
-  expiry: ReturnType<typeof setTimeout> | undefined;
+  expiry: Deadline | undefined;
   /** The will of the last connection, published when its delay or the session ends, whichever is first. */
   will: PendingWill | undefined;
   /**
@@ -150,9 +155,15 @@ export class Session {
     return this.#queue?.shift();
   }
 
-  /** Replaces each queued message with `compact(message)`, in place (the session has gone offline). */
-  compactQueue(compact: (message: Message) => Message): void {
-    this.#queue?.replaceAll((outbound) => ({ ...outbound, message: compact(outbound.message) }));
+  /**
+   * Replaces each queued and inflight message with `compact(message)`, in place (the session has gone
+   * offline, and they wait for it).
+   */
+  compactMessages(compact: (message: Message) => Message): void {
+    const replace = (outbound: Outbound) => ({ ...outbound, message: compact(outbound.message) });
+    this.#queue?.replaceAll(replace);
+    const inflight = this.#inflight;
+    if (inflight) { for (const [packetId, outbound] of inflight) inflight.set(packetId, replace(outbound)); }
   }
 
   /**

@@ -189,7 +189,8 @@ export const SCHEMA = section("", {
       min: 0,
       max: 2,
       default: 2,
-      doc: "Highest QoS granted to a subscription; higher requests are downgraded.",
+      doc:
+        "Highest QoS granted to a subscription (higher requests are downgraded); MQTT 5 clients may not publish above it.",
     }),
     connect_timeout: integer({
       min: 1,

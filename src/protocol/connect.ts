@@ -10,7 +10,13 @@ import type { ProtocolVersion, QoS } from "./codec.ts";
 import { type DecodeError, malformed, protocolError } from "./decode_error.ts";
 import { decodeString, FieldReader, varIntLength, writeVarInt } from "./fields.ts";
 import { fixedHeaderLength } from "./frame.ts";
-import { type Properties, propertyBlockLength, propertyBody, readProperties } from "./properties.ts";
+import {
+  type Properties,
+  propertyBlockLength,
+  propertyBody,
+  readProperties,
+  writePropertyBlock,
+} from "./properties.ts";
 
 export interface Will {
   topic: string;
@@ -126,7 +132,6 @@ export function encodeConnack(
   let at = writeVarInt(out, 1, remaining);
   out[at++] = sessionPresent ? 1 : 0;
   out[at++] = code;
-  at = writeVarInt(out, at, body.length);
-  out.set(body, at);
+  writePropertyBlock(out, at, body);
   return out;
 }

@@ -3,6 +3,7 @@
  * DISCONNECT is two bytes; MQTT 5.0 adds an optional reason code and property block.
  */
 
+import { hex } from "./reason_codes.ts";
 import { type DecodeError, malformed } from "./decode_error.ts";
 import { varIntLength, writeVarInt } from "./fields.ts";
 import { fixedHeaderLength } from "./frame.ts";
@@ -12,6 +13,7 @@ import {
   propertyBlockLength,
   propertyBody,
   readProperties,
+  writePropertyBlock,
 } from "./properties.ts";
 
 export interface DisconnectPacket {
@@ -57,7 +59,7 @@ export function decodeDisconnect(frame: Uint8Array, v5: boolean): DisconnectPack
   if (!v5 || frame.length === at) return { cmd: "disconnect", reasonCode: 0 };
   const reasonCode = frame[at];
   if (!CLIENT_DISCONNECT_CODES.has(reasonCode)) {
-    return malformed(`0x${reasonCode.toString(16)} is not a DISCONNECT reason code a client may send`);
+    return malformed(`${hex(reasonCode)} is not a DISCONNECT reason code a client may send`);
   }
   // A remaining length of 1 means no property block (section 3.14.2.2.1).
   if (frame.length === at + 1) return { cmd: "disconnect", reasonCode };
@@ -77,7 +79,7 @@ export function decodeAuth(frame: Uint8Array): AuthPacket | DecodeError {
   if (frame.length === at) return { cmd: "auth", reasonCode: 0, properties: NO_PROPERTIES };
   const reasonCode = frame[at];
   if (!AUTH_CODES.has(reasonCode)) {
-    return malformed(`0x${reasonCode.toString(16)} is not an AUTH reason code`);
+    return malformed(`${hex(reasonCode)} is not an AUTH reason code`);
   }
   if (frame.length === at + 1) return malformed("AUTH has a reason code but no property length");
   const block = readProperties(frame, at + 1, "auth");
@@ -108,7 +110,6 @@ function withReasonAndProperties(firstByte: number, reasonCode: number, body: Ui
   out[0] = firstByte;
   let at = writeVarInt(out, 1, remaining);
   out[at++] = reasonCode;
-  at = writeVarInt(out, at, body.length);
-  out.set(body, at);
+  writePropertyBlock(out, at, body);
   return out;
 }

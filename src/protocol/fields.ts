@@ -47,6 +47,16 @@ export function copyBytes(bytes: Uint8Array): Uint8Array {
   return copy;
 }
 
+/** Whether `bytes` are well-formed UTF-8 (a payload whose Payload Format Indicator says it is). */
+export function isUtf8(bytes: Uint8Array): boolean {
+  try {
+    strictUtf8.decode(bytes);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 export function varIntLength(value: number): number {
   return value < 128 ? 1 : value < 16384 ? 2 : value < 2097152 ? 3 : 4;
 }
@@ -128,11 +138,6 @@ export class FieldReader {
     const value = this.bytes.subarray(this.at, this.at + length);
     this.at += length;
     return value;
-  }
-
-  /** Records an error found by the caller (the first one wins). */
-  fail(error: DecodeError): void {
-    this.error ??= error;
   }
 
   #have(n: number): boolean {

@@ -8,6 +8,7 @@
  */
 
 import type { QoS } from "./codec.ts";
+import { hex } from "./reason_codes.ts";
 import { type DecodeError, malformed } from "./decode_error.ts";
 import { decodeString, varIntLength, writeVarInt } from "./fields.ts";
 import { fixedHeaderLength } from "./frame.ts";
@@ -109,7 +110,7 @@ function decodeAck(frame: Uint8Array, cmd: AckType, v5: boolean): AckPacket | De
   if (!v5 || frame.length === at + 2) return { cmd, messageId, reasonCode: 0 };
   const reasonCode = frame[at + 2];
   if (!ACK_CODES[cmd].has(reasonCode)) {
-    return malformed(`0x${reasonCode.toString(16)} is not a reason code of ${cmd.toUpperCase()}`);
+    return malformed(`${hex(reasonCode)} is not a reason code of ${cmd.toUpperCase()}`);
   }
   if (frame.length === at + 3) return { cmd, messageId, reasonCode };
   const block = readProperties(frame, at + 3, "ack");
@@ -174,8 +175,8 @@ function decodePublish(frame: Uint8Array, v5: boolean): PublishPacket | DecodeEr
 }
 
 /**
- * Encodes a PUBLISH from its topic bytes. For QoS 1 and 2 the packet id is written as 0: `withPacketId`
- * copies the bytes and patches it, so a message encoded once serves every subscriber. With `properties` (a
+ * Encodes a PUBLISH from its topic bytes. For QoS 1 and 2 the packet id is written as 0: each delivery has
+ * the connection write its own id at `packetIdOffset`, so a message encoded once serves every subscriber. With `properties` (a
  * body from encodeProperties, possibly empty) it is the MQTT 5.0 form, the property block after the packet
  * id; without, the MQTT 3.1/3.1.1 form.
  */
@@ -227,6 +228,9 @@ export function encodeAck(
   reasonCode = 0,
   properties?: Properties,
 ): Uint8Array {
+  if (reasonCode === 0 && properties === undefined) {
+    return Uint8Array.of(ACK_FIRST_BYTE[type], 2, packetId >> 8, packetId & 0xff);
+  }
   const body = propertyBody(properties);
   const remaining = body.length > 0 ? 3 + propertyBlockLength(body) : reasonCode !== 0 ? 3 : 2;
   const out = new Uint8Array(1 + varIntLength(remaining) + remaining);
@@ -236,10 +240,7 @@ export function encodeAck(
   out[at++] = packetId & 0xff;
   if (remaining === 2) return out;
   out[at++] = reasonCode;
-  if (body.length > 0) {
-    at = writeVarInt(out, at, body.length);
-    out.set(body, at);
-  }
+  if (body.length > 0) writePropertyBlock(out, at, body);
   return out;
 }
 

@@ -81,9 +81,8 @@ class TcpConnection implements Connection {
   readonly #socket: net.Socket;
   readonly #log: Logger;
   #queue: Uint8Array[] = [];
-  /** Per queued chunk, its edit (`writeEdited`) as at, value, flags; at -1 for none. */
-  #edits: number[] = [];
-  #edited = false;
+  /** The edits (`writeEdited`) of queued chunks, four numbers each: chunk index, at, value, flags. */
+  #edits: number[] | undefined;
   #queued = 0;
   #closing = false;
 
@@ -117,9 +116,8 @@ class TcpConnection implements Connection {
       if (toFlush.length === 0) queueMicrotask(flushAll);
       toFlush.push(this);
     }
+    if (at >= 0) (this.#edits ??= []).push(this.#queue.length, at, value, flags);
     this.#queue.push(bytes);
-    this.#edits.push(at, value, flags);
-    if (at >= 0) this.#edited = true;
     this.#queued += bytes.length;
   }
 
@@ -129,13 +127,11 @@ class TcpConnection implements Connection {
     const edits = this.#edits;
     const length = this.#queued;
     if (length === 0) return;
-    const edited = this.#edited;
     this.#queue = [];
-    this.#edits = [];
-    this.#edited = false;
+    this.#edits = undefined;
     this.#queued = 0;
     if (this.#socket.destroyed) return;
-    this.#socket.write(chunks.length === 1 && !edited ? chunks[0] : concat(chunks, edits, length));
+    this.#socket.write(chunks.length === 1 && !edits ? chunks[0] : concat(chunks, edits, length));
   }
 
   close(): void {
@@ -160,7 +156,7 @@ class TcpConnection implements Connection {
     socket.once("close", () => {
       this.#closing = true;
       this.#queue = [];
-      this.#edits = [];
+      this.#edits = undefined;
       this.#queued = 0;
       this.#guard(() => handler.closed());
       ended();
@@ -185,21 +181,24 @@ class TcpConnection implements Connection {
 /** A reset or a write to a closed peer: the close event that follows is what the handler hears. */
 function ignore(): void {}
 
-/** The chunks in one buffer, each chunk's edit applied to its copy. */
-function concat(chunks: Uint8Array[], edits: number[], length: number): Uint8Array {
+/** The chunks in one buffer, each edit applied to its chunk's copy. */
+function concat(chunks: Uint8Array[], edits: number[] | undefined, length: number): Uint8Array {
   const out = new Uint8Array(length);
+  const starts = edits ? new Array<number>(chunks.length) : undefined;
   let at = 0;
   for (let i = 0; i < chunks.length; i++) {
-    const chunk = chunks[i];
-    out.set(chunk, at);
-    const edit = edits[i * 3];
-    if (edit >= 0) {
-      const value = edits[i * 3 + 1];
-      out[at + edit] = value >> 8;
-      out[at + edit + 1] = value & 0xff;
-      out[at] |= edits[i * 3 + 2];
+    if (starts) starts[i] = at;
+    out.set(chunks[i], at);
+    at += chunks[i].length;
+  }
+  if (edits && starts) {
+    for (let e = 0; e < edits.length; e += 4) {
+      const start = starts[edits[e]];
+      const value = edits[e + 2];
+      out[start + edits[e + 1]] = value >> 8;
+      out[start + edits[e + 1] + 1] = value & 0xff;
+      out[start] |= edits[e + 3];
     }
-    at += chunk.length;
   }
   return out;
 }

@@ -63,7 +63,7 @@ Deno.test("copyBytes: a real copy even of a Node Buffer, whose slice() is a view
   assert.deepEqual([...copy], [2, 3]);
 });
 
-Deno.test("Session.compactQueue: queued messages of a session gone offline stop holding their chunks", async () => {
+Deno.test("Session.compactMessages: queued messages of a session gone offline stop holding their chunks", async () => {
   const { Session } = await import("../../src/broker/session.ts");
   const session = new Session("s", 60);
   const { message } = messageInChunk();
@@ -79,7 +79,18 @@ Deno.test("Session.compactQueue: queued messages of a session gone offline stop 
     });
   }
   session.dequeue();
-  session.compactQueue(storedCopy);
+  const sent = {
+    message,
+    qos: 1 as const,
+    retain: false,
+    subscriptionIds: undefined,
+    share: undefined,
+    packetId: 0,
+    released: false,
+  };
+  session.addInflight(sent);
+  session.compactMessages(storedCopy);
+  assert.equal(session.inflight.get(sent.packetId)!.message.frame!.buffer.byteLength, 9, "inflight too");
   assert.equal(session.queued, 2);
   for (let next = session.dequeue(); next; next = session.dequeue()) {
     assert.equal(next.message.frame!.buffer.byteLength, 9);
