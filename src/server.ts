@@ -5,13 +5,14 @@
 
 import type { EnhancedAuthenticator } from "./auth/enhanced.ts";
 import { Broker } from "./broker/broker.ts";
-import { Client } from "./broker/client.ts";
+import { Client, type ClientIdentity } from "./broker/client.ts";
 import type { Config, ListenerConfig } from "./config/schema.ts";
 import type { Logger } from "./observe/log.ts";
 import { createMetrics, type Metrics } from "./observe/metrics.ts";
 import { MemoryRetainedStore, MemorySessionStore } from "./store/memory.ts";
 import { type Connection, formatAddress, type Listener } from "./transport/connection.ts";
 import { listenTcp } from "./transport/tcp.ts";
+import { listenTls, TlsSetupError } from "./transport/tls.ts";
 
 export interface Server {
   readonly broker: Broker;
@@ -51,7 +52,8 @@ export async function startServer(
   const clients = new Set<Client>();
   let refusedLogged = false;
 
-  const accept = (conn: Connection) => {
+  /** Accepts connections for one listener; `identity` is how that listener's clients are identified. */
+  const acceptor = (identity: ClientIdentity) => (conn: Connection) => {
     if (clients.size >= config.limits.max_connections) {
       metrics.connectionsRefused++;
       if (!refusedLogged) {
@@ -65,7 +67,7 @@ export async function startServer(
     }
     refusedLogged = false;
     metrics.connectionsAccepted++;
-    const client = new Client(broker, conn, (c) => clients.delete(c));
+    const client = new Client(broker, conn, (c) => clients.delete(c), identity);
     clients.add(client);
     return client;
   };
@@ -73,7 +75,10 @@ export async function startServer(
   const listeners: Listener[] = [];
   try {
     for (const listener of config.listeners) {
-      listeners.push(await openListener(listener, accept, log));
+      const identity = {
+        certificateAsUsername: listener.type === "tls" && listener.use_identity_as_username,
+      };
+      listeners.push(await openListener(listener, acceptor(identity), log));
       const bound = listeners[listeners.length - 1];
       log.info(`listening on ${bound.type} ${formatAddress(bound.host, bound.port)}`);
     }
@@ -112,8 +117,15 @@ async function openListener(
   log: Logger,
 ): Promise<Listener> {
   try {
-    return await listenTcp(config.host, config.port, accept, log);
+    return config.type === "tls"
+      ? await listenTls(config, accept, log)
+      : await listenTcp(config.host, config.port, accept, log);
   } catch (error) {
+    if (error instanceof TlsSetupError) {
+      throw new StartError(
+        `cannot listen on tls ${formatAddress(config.host, config.port)}: ${error.message}`,
+      );
+    }
     throw new StartError(
       `cannot listen on ${config.type} ${formatAddress(config.host, config.port)}: ${listenFailure(error)}`,
     );

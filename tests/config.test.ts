@@ -22,7 +22,16 @@ function configOf(text: string): Config {
 type Equal<A, B> = (<T>() => T extends A ? 1 : 2) extends (<T>() => T extends B ? 1 : 2) ? true : false;
 interface ExpectedConfig {
   log: { level: "error" | "warn" | "info" | "debug" };
-  listeners: { type: "tcp"; host: string; port: number }[];
+  listeners: ({ type: "tcp"; host: string; port: number } | {
+    type: "tls";
+    host: string;
+    port: number;
+    cert_file: string;
+    key_file: string;
+    ca_file: string;
+    require_client_certificate: boolean;
+    use_identity_as_username: boolean;
+  })[];
   auth: { allow_anonymous: boolean };
   mqtt: {
     max_qos: 0 | 1 | 2;
@@ -244,8 +253,8 @@ const BAD_VALUES: [string, string, string][] = [
     'must be one of round_robin, least_inflight (got "random")',
   ],
   ["mqtt.wildcard_subscriptions", "no", 'must be true or false (got "no")'],
-  ["listeners[0].type", "udp", 'must be one of tcp (got "udp")'],
-  ["listeners[0].type", "", "must be one of tcp (got null)"],
+  ["listeners[0].type", "udp", 'must be one of tcp, tls (got "udp")'],
+  ["listeners[0].type", "", "must be one of tcp, tls (got null)"],
 ];
 
 /** Config text putting `value` at `field`, always on line 3. */
@@ -390,7 +399,7 @@ Deno.test("listeners must be a non-empty list of mappings", () => {
 Deno.test("a listener's type is checked before its other fields", () => {
   assert.equal(
     errorOf("listeners:\n  - port: abc\n    type: ws\n"),
-    'cfg.yaml:3: listeners[0].type: must be one of tcp (got "ws")',
+    'cfg.yaml:3: listeners[0].type: must be one of tcp, tls (got "ws")',
   );
 });
 
@@ -523,4 +532,22 @@ Deno.test({
       /^cfg\.yaml: cannot parse config: .*--allow-env=LOG_TOKENS,LOG_STREAM/,
     );
   },
+});
+
+Deno.test("a tls listener needs cert_file and key_file, named with the listener's line", () => {
+  assert.equal(
+    errorOf("listeners:\n  - type: tls\n    port: 8883\n    key_file: k.pem\n"),
+    "cfg.yaml:2: listeners[0].cert_file: is required",
+  );
+  const config = configOf("listeners:\n  - type: tls\n    cert_file: c.pem\n    key_file: k.pem\n");
+  assert.deepEqual(config.listeners[0], {
+    type: "tls",
+    host: "127.0.0.1",
+    port: 8883,
+    cert_file: "c.pem",
+    key_file: "k.pem",
+    ca_file: "",
+    require_client_certificate: false,
+    use_identity_as_username: false,
+  });
 });

@@ -44,11 +44,20 @@ const DEFAULT_RECEIVE_MAXIMUM = 65535;
 
 type State = "connecting" | "authenticating" | "connected" | "closed";
 
+/** How the listener a client arrived on identifies it. */
+export interface ClientIdentity {
+  /** The verified client certificate's subject CN is the username (TLS `use_identity_as_username`). */
+  readonly certificateAsUsername: boolean;
+}
+
+const PLAIN: ClientIdentity = { certificateAsUsername: false };
+
 export class Client implements ConnectionHandler, FrameSink, Outlet {
   readonly #broker: Broker;
   readonly #conn: Connection;
   readonly #frames: FrameReader;
   readonly #onClose: (client: Client) => void;
+  readonly #identity: ClientIdentity;
   #state: State = "connecting";
   #version: ProtocolVersion = 4;
   #clientId = "";
@@ -78,10 +87,16 @@ export class Client implements ConnectionHandler, FrameSink, Outlet {
   #heldBytes = 0;
 
   /** `onClose` runs once when the connection is over, whoever ended it. */
-  constructor(broker: Broker, conn: Connection, onClose: (client: Client) => void) {
+  constructor(
+    broker: Broker,
+    conn: Connection,
+    onClose: (client: Client) => void,
+    identity: ClientIdentity = PLAIN,
+  ) {
     this.#broker = broker;
     this.#conn = conn;
     this.#onClose = onClose;
+    this.#identity = identity;
     this.#frames = new FrameReader(broker.config.limits.max_packet_size);
     this.#silenceLimit = broker.config.mqtt.connect_timeout * 1000;
     this.#inflightWindow = broker.config.limits.max_inflight_messages;
@@ -235,6 +250,18 @@ export class Client implements ConnectionHandler, FrameSink, Outlet {
     this.#version = level as ProtocolVersion;
     const connect = decodeConnect(frame);
     if ("kind" in connect) return this.#decodeFailed(connect);
+    if (this.#identity.certificateAsUsername) {
+      // As Mosquitto's use_identity_as_username: the certificate names the user, whatever CONNECT says.
+      const commonName = this.#conn.peer.certificate?.commonName;
+      if (commonName === undefined) {
+        return this.#refuse(
+          ConnackCode.notAuthorized,
+          "no verified client certificate to take the username from",
+        );
+      }
+      connect.username = commonName;
+      connect.password = undefined;
+    }
     this.#clientId = connect.clientId;
     const v5 = this.#version === 5;
     const config = this.#broker.config;

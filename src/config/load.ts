@@ -190,6 +190,9 @@ function readPairs(fields: FieldsSchema, map: YAMLMap | null, path: Path, handle
   // Rebuilt in schema order, with defaults for what the file leaves out.
   const result: Record<string, unknown> = {};
   for (const [name, field] of Object.entries(fields)) {
+    if (!Object.hasOwn(values, name) && field.kind === "string" && field.required) {
+      return fail(map?.range?.[0] ?? 0, [...path, name], "is required");
+    }
     result[name] = Object.hasOwn(values, name) ? values[name] : defaultOf(field);
   }
   return { ok: true, value: result };

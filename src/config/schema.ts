@@ -37,6 +37,8 @@ export interface StringSchema {
   readonly default: string;
   /** The empty string is a meaningful value (usually "off"). */
   readonly allowEmpty?: boolean;
+  /** The option must be given: there is no sensible default (a certificate file, say). */
+  readonly required?: boolean;
 }
 
 /** An option whose value is one of a fixed set of words. */
@@ -168,6 +170,39 @@ export const SCHEMA = section("", {
             doc: "Address to bind: 127.0.0.1 for this machine only, 0.0.0.0 or :: for every interface.",
           }),
           port: integer({ min: 0, max: 65535, default: 1883, doc: "TCP port; 0 picks a free port." }),
+        },
+      },
+      tls: {
+        doc: "MQTT over TLS, optionally with client certificates",
+        fields: {
+          host: string({
+            default: "127.0.0.1",
+            doc: "Address to bind: 127.0.0.1 for this machine only, 0.0.0.0 or :: for every interface.",
+          }),
+          port: integer({ min: 0, max: 65535, default: 8883, doc: "TCP port; 0 picks a free port." }),
+          cert_file: string({
+            default: "",
+            required: true,
+            doc: "The server's certificate chain, PEM.",
+          }),
+          key_file: string({
+            default: "",
+            required: true,
+            doc: "The server certificate's private key, PEM.",
+          }),
+          ca_file: string({
+            default: "",
+            allowEmpty: true,
+            doc: "CA certificates (PEM) that client certificates are verified against; empty asks for none.",
+          }),
+          require_client_certificate: boolean({
+            default: false,
+            doc: "Refuse, in the TLS handshake, a client without a certificate signed by ca_file.",
+          }),
+          use_identity_as_username: boolean({
+            default: false,
+            doc: "The client certificate's subject CN becomes the MQTT username (as in Mosquitto).",
+          }),
         },
       },
     },
@@ -308,6 +343,8 @@ export type LogLevel = Config["log"]["level"];
 export type ListenerConfig = Config["listeners"][number];
 /** A listener for MQTT over plain TCP. */
 export type TcpListenerConfig = Extract<ListenerConfig, { type: "tcp" }>;
+/** A listener for MQTT over TLS. */
+export type TlsListenerConfig = Extract<ListenerConfig, { type: "tls" }>;
 
 /** The value a schema gives an option that is left out, freshly built so callers may keep it. */
 export function defaultOf<S extends FieldSchema>(schema: S): Infer<S>;

@@ -10,9 +10,11 @@ export function formatAddress(host: string, port: number): string {
 
 export interface PeerInfo {
   /** Listener type the connection arrived on, for logs. */
-  readonly transport: "tcp";
+  readonly transport: "tcp" | "tls";
   readonly address: string;
   readonly port: number;
+  /** The client certificate the TLS handshake verified, if any: part of the client's identity. */
+  readonly certificate?: { readonly subject: string; readonly commonName?: string };
 }
 
 export interface Connection {

@@ -24,6 +24,29 @@ const CLOSE_LINGER_MS = 1000;
 
 /** Binds and resolves once listening; rejects with node's error (its `code` says why: EADDRINUSE, ...). */
 export function listenTcp(host: string, port: number, accept: Acceptor, log: Logger): Promise<Listener> {
+  return serveSockets(
+    "tcp",
+    host,
+    port,
+    accept,
+    log,
+    (onSocket) => net.createServer({ noDelay: true }, onSocket),
+  );
+}
+
+/**
+ * Serves the sockets of a node:net (or node:tls) server: `create` makes the server, calling `onSocket` for
+ * each connection ready to carry MQTT (for TLS, after the handshake). Shared by every socket transport.
+ */
+export function serveSockets(
+  type: PeerInfo["transport"],
+  host: string,
+  port: number,
+  accept: Acceptor,
+  log: Logger,
+  create: (onSocket: (socket: net.Socket) => void) => net.Server,
+  describe: (socket: net.Socket) => Partial<PeerInfo> = () => ({}),
+): Promise<Listener> {
   let open = 0;
   let drained: (() => void) | null = null;
   let lastError = "";
@@ -31,8 +54,8 @@ export function listenTcp(host: string, port: number, accept: Acceptor, log: Log
   const ended = () => {
     if (--open === 0) drained?.();
   };
-  const server = net.createServer({ noDelay: true }, (socket) => {
-    const connection = new TcpConnection(socket, log);
+  const server = create((socket) => {
+    const connection = new SocketConnection(socket, type, describe, log);
     const handler = accept(connection);
     if (!handler) return void socket.destroy();
     open++;
@@ -47,11 +70,11 @@ export function listenTcp(host: string, port: number, accept: Acceptor, log: Log
       server.off("error", reject);
       // After start-up, errors are failed accepts (EMFILE, say): one line per kind, not one per attempt.
       server.on("error", (error: Error) => {
-        if (error.message !== lastError) log.warn(`tcp ${host}:${port}: accept failed: ${error.message}`);
+        if (error.message !== lastError) log.warn(`${type} ${host}:${port}: accept failed: ${error.message}`);
         lastError = error.message;
       });
       resolve({
-        type: "tcp",
+        type,
         host,
         port: (server.address() as net.AddressInfo).port,
         close() {
@@ -68,7 +91,7 @@ export function listenTcp(host: string, port: number, accept: Acceptor, log: Log
 }
 
 /** Connections with bytes queued in this turn; one microtask writes them all. */
-let toFlush: TcpConnection[] = [];
+let toFlush: SocketConnection[] = [];
 
 function flushAll(): void {
   const connections = toFlush;
@@ -76,9 +99,11 @@ function flushAll(): void {
   for (const connection of connections) connection.flush();
 }
 
-class TcpConnection implements Connection {
+class SocketConnection implements Connection {
   #peer: PeerInfo | undefined;
   readonly #socket: net.Socket;
+  readonly #type: PeerInfo["transport"];
+  readonly #describe: (socket: net.Socket) => Partial<PeerInfo>;
   readonly #log: Logger;
   #queue: Uint8Array[] = [];
   /** The edits (`writeEdited`) of queued chunks, four numbers each: chunk index, at, value, flags. */
@@ -86,8 +111,15 @@ class TcpConnection implements Connection {
   #queued = 0;
   #closing = false;
 
-  constructor(socket: net.Socket, log: Logger) {
+  constructor(
+    socket: net.Socket,
+    type: PeerInfo["transport"],
+    describe: (socket: net.Socket) => Partial<PeerInfo>,
+    log: Logger,
+  ) {
     this.#socket = socket;
+    this.#type = type;
+    this.#describe = describe;
     this.#log = log;
     // Read on demand (a getpeername call and two strings per connection otherwise), except where debug lines
     // may want it after the socket is gone, when node no longer knows it.
@@ -96,9 +128,10 @@ class TcpConnection implements Connection {
 
   get peer(): PeerInfo {
     return this.#peer ??= {
-      transport: "tcp",
+      transport: this.#type,
       address: this.#socket.remoteAddress ?? "unknown",
       port: this.#socket.remotePort ?? 0,
+      ...this.#describe(this.#socket),
     };
   }
 

@@ -9,8 +9,10 @@ import { createLogger } from "../../src/observe/log.ts";
 import { type Server, type ServerOptions, startServer } from "../../src/server.ts";
 import { until } from "./wait.ts";
 
-/** Config sections with every field optional, for overrides. */
-export type ConfigOverrides = { [K in keyof Config]?: Partial<Config[K]> };
+/** Config sections with every field optional, for overrides; `listeners` replaces the default list. */
+export type ConfigOverrides = { [K in Exclude<keyof Config, "listeners">]?: Partial<Config[K]> } & {
+  listeners?: Config["listeners"];
+};
 
 export interface TestBroker extends AsyncDisposable {
   readonly port: number;
@@ -47,7 +49,8 @@ export async function startBroker(
     if (section === "listeners") continue;
     Object.assign(config[section as keyof Config], values);
   }
-  config.listeners = [{ type: "tcp", host: "127.0.0.1", port: 0 }];
+  // One plain TCP listener on a free port unless the test names its own (use port 0 there too).
+  config.listeners = overrides.listeners ?? [{ type: "tcp", host: "127.0.0.1", port: 0 }];
   const logs: string[] = [];
   const server = await startServer(config, createLogger("debug", (line) => logs.push(line)), options);
   const sessions = server.broker.sessions;

@@ -1,0 +1,107 @@
+/**
+ * MQTT over TLS through `node:tls`, which can request and verify client certificates (`Deno.listenTls`
+ * cannot). It serves sockets exactly as `tcp.ts` does once the handshake is over; the verified client
+ * certificate's subject goes into the connection's PeerInfo, so the protocol layer sees an identity and never
+ * a TLS detail.
+ */
+
+import { createPrivateKey, type KeyObject, X509Certificate } from "node:crypto";
+import type net from "node:net";
+import tls from "node:tls";
+import type { TlsListenerConfig } from "../config/schema.ts";
+import type { Logger } from "../observe/log.ts";
+import type { Acceptor, Listener, PeerInfo } from "./connection.ts";
+import { serveSockets } from "./tcp.ts";
+
+/** A TLS listener that cannot start; `message` is the one line to show (it names the file). */
+export class TlsSetupError extends Error {}
+
+export async function listenTls(config: TlsListenerConfig, accept: Acceptor, log: Logger): Promise<Listener> {
+  const cert = await readPem(config.cert_file, "cert_file");
+  const key = await readPem(config.key_file, "key_file");
+  const ca = config.ca_file === "" ? undefined : await readPem(config.ca_file, "ca_file");
+  checkKeyPair(cert, key, config);
+  const options: tls.TlsOptions = {
+    cert,
+    key,
+    ca,
+    // With a CA, ask every client for a certificate; refuse the handshake without a valid one only if required.
+    requestCert: ca !== undefined,
+    rejectUnauthorized: config.require_client_certificate,
+  };
+  const handshakeFailures = new Set<string>();
+  return serveSockets("tls", config.host, config.port, accept, log, (onSocket) => {
+    const server = tls.createServer(options, (socket) => {
+      socket.setNoDelay(true);
+      onSocket(socket);
+    });
+    // A failed handshake (no or a bad client certificate, plain TCP on the TLS port) never reaches MQTT; one
+    // line per kind of failure at info, each one at debug.
+    server.on("tlsClientError", (error: Error, socket: tls.TLSSocket) => {
+      // Deno's node:tls often no longer knows the peer's address once the handshake has failed.
+      const from = socket.remoteAddress ? ` from ${socket.remoteAddress}` : "";
+      const line = `tls handshake${from} failed: ${error.message}`;
+      if (!handshakeFailures.has(error.message)) log.info(line);
+      else if (log.debugEnabled) log.debug(line);
+      handshakeFailures.add(error.message);
+      socket.destroy();
+    });
+    return server;
+  }, certificateOf);
+}
+
+/**
+ * A certificate that does not parse, a key that does not, or a key that is not the certificate's is a
+ * start-up error here rather than a failed handshake for every client later (Deno's node:tls checks none of
+ * these when the server is made).
+ */
+function checkKeyPair(cert: string, key: string, config: TlsListenerConfig): void {
+  let certificate: X509Certificate;
+  try {
+    certificate = new X509Certificate(cert);
+  } catch (error) {
+    throw new TlsSetupError(`cert_file ${config.cert_file}: not a certificate (${reason(error)})`);
+  }
+  let privateKey: KeyObject;
+  try {
+    privateKey = createPrivateKey(key);
+  } catch (error) {
+    throw new TlsSetupError(`key_file ${config.key_file}: not a private key (${reason(error)})`);
+  }
+  if (!certificate.checkPrivateKey(privateKey)) {
+    throw new TlsSetupError(`key_file ${config.key_file} is not the key of cert_file ${config.cert_file}`);
+  }
+}
+
+function reason(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+/** The verified client certificate's subject, if the handshake verified one. */
+function certificateOf(socket: net.Socket): Partial<PeerInfo> {
+  const tlsSocket = socket as tls.TLSSocket;
+  if (!tlsSocket.authorized) return {};
+  const certificate = tlsSocket.getPeerCertificate();
+  if (!certificate?.subject) return {};
+  const subject = Object.entries(certificate.subject).map(([k, v]) => `${k}=${v}`).join(", ");
+  const cn = certificate.subject.CN;
+  return { certificate: { subject, commonName: Array.isArray(cn) ? cn[0] : cn } };
+}
+
+async function readPem(path: string, field: string): Promise<string> {
+  let text: string;
+  try {
+    text = await Deno.readTextFile(path);
+  } catch (error) {
+    const why = error instanceof Deno.errors.NotFound
+      ? "no such file"
+      : error instanceof Deno.errors.PermissionDenied || error instanceof Deno.errors.NotCapable
+      ? "permission denied"
+      : error instanceof Error
+      ? error.message
+      : String(error);
+    throw new TlsSetupError(`${field} ${path}: ${why}`);
+  }
+  if (!text.includes("-----BEGIN ")) throw new TlsSetupError(`${field} ${path}: not a PEM file`);
+  return text;
+}
