@@ -52,33 +52,46 @@ export async function startServer(
   const clients = new Set<Client>();
   let refusedLogged = false;
 
-  /** Accepts connections for one listener; `identity` is how that listener's clients are identified. */
-  const acceptor = (identity: ClientIdentity) => (conn: Connection) => {
-    if (clients.size >= config.limits.max_connections) {
-      metrics.connectionsRefused++;
-      if (!refusedLogged) {
-        refusedLogged = true;
-        log.warn(
-          `connection limit reached (limits.max_connections = ${config.limits.max_connections}); ` +
-            `new connections are closed at once and counted`,
-        );
-      }
-      return null;
+  /** Logs the first refusal after a limit is reached, not one line per connection. */
+  const refuse = (limit: string) => {
+    metrics.connectionsRefused++;
+    if (!refusedLogged) {
+      refusedLogged = true;
+      log.warn(`connection limit reached (${limit}); new connections are closed at once and counted`);
     }
-    refusedLogged = false;
-    metrics.connectionsAccepted++;
-    const client = new Client(broker, conn, (c) => clients.delete(c), identity);
-    clients.add(client);
-    return client;
+    return null;
+  };
+
+  /** Accepts connections for one listener: its own cap, then the broker's; its way of identifying clients. */
+  const acceptor = (listener: ListenerConfig, index: number) => {
+    const identity: ClientIdentity = {
+      certificateAsUsername: listener.type === "tls" && listener.use_identity_as_username,
+    };
+    let open = 0;
+    const closed = (client: Client) => {
+      open--;
+      clients.delete(client);
+    };
+    return (conn: Connection) => {
+      if (listener.max_connections > 0 && open >= listener.max_connections) {
+        return refuse(`listeners[${index}].max_connections = ${listener.max_connections}`);
+      }
+      if (clients.size >= config.limits.max_connections) {
+        return refuse(`limits.max_connections = ${config.limits.max_connections}`);
+      }
+      refusedLogged = false;
+      metrics.connectionsAccepted++;
+      open++;
+      const client = new Client(broker, conn, closed, identity);
+      clients.add(client);
+      return client;
+    };
   };
 
   const listeners: Listener[] = [];
   try {
-    for (const listener of config.listeners) {
-      const identity = {
-        certificateAsUsername: listener.type === "tls" && listener.use_identity_as_username,
-      };
-      listeners.push(await openListener(listener, acceptor(identity), log));
+    for (const [index, listener] of config.listeners.entries()) {
+      listeners.push(await openListener(listener, acceptor(listener, index), log));
       const bound = listeners[listeners.length - 1];
       log.info(`listening on ${bound.type} ${formatAddress(bound.host, bound.port)}`);
     }

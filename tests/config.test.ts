@@ -22,10 +22,11 @@ function configOf(text: string): Config {
 type Equal<A, B> = (<T>() => T extends A ? 1 : 2) extends (<T>() => T extends B ? 1 : 2) ? true : false;
 interface ExpectedConfig {
   log: { level: "error" | "warn" | "info" | "debug" };
-  listeners: ({ type: "tcp"; host: string; port: number } | {
+  listeners: ({ type: "tcp"; host: string; port: number; max_connections: number } | {
     type: "tls";
     host: string;
     port: number;
+    max_connections: number;
     cert_file: string;
     key_file: string;
     ca_file: string;
@@ -64,7 +65,7 @@ const typesMatch: [
 
 const EXPECTED_DEFAULTS: ExpectedConfig = {
   log: { level: "info" },
-  listeners: [{ type: "tcp", host: "127.0.0.1", port: 1883 }],
+  listeners: [{ type: "tcp", host: "127.0.0.1", port: 1883, max_connections: 0 }],
   auth: { allow_anonymous: true },
   mqtt: {
     max_qos: 2,
@@ -166,10 +167,10 @@ limits:
   const expected: Config = {
     log: { level: "debug" },
     listeners: [
-      { type: "tcp", host: "0.0.0.0", port: 1883 },
-      { type: "tcp", host: "127.0.0.1", port: 0 },
-      { type: "tcp", host: "::", port: 0 },
-      { type: "tcp", host: "localhost", port: 65535 },
+      { type: "tcp", host: "0.0.0.0", port: 1883, max_connections: 0 },
+      { type: "tcp", host: "127.0.0.1", port: 0, max_connections: 0 },
+      { type: "tcp", host: "::", port: 0, max_connections: 0 },
+      { type: "tcp", host: "localhost", port: 65535, max_connections: 0 },
     ],
     auth: { allow_anonymous: false },
     mqtt: {
@@ -544,6 +545,7 @@ Deno.test("a tls listener needs cert_file and key_file, named with the listener'
     type: "tls",
     host: "127.0.0.1",
     port: 8883,
+    max_connections: 0,
     cert_file: "c.pem",
     key_file: "k.pem",
     ca_file: "",

@@ -96,6 +96,30 @@ Deno.test("limits.max_connections: after a connection closes a new one is accept
   for (const client of [c2, c3]) await client.assertIdle();
 });
 
+Deno.test("listeners[].max_connections caps one listener while another keeps accepting", async () => {
+  await using broker = await startBroker({
+    listeners: [
+      { type: "tcp", host: "127.0.0.1", port: 0, max_connections: 2 },
+      { type: "tcp", host: "127.0.0.1", port: 0, max_connections: 0 },
+    ],
+  });
+  const [capped, open] = broker.server.listeners.map((l) => l.port);
+  await using a = await RawClient.connected(capped, { clientId: "a" });
+  await using b = await RawClient.connected(capped, { clientId: "b" });
+  {
+    await using third = await RawClient.open(capped);
+    await third.assertClosedSilently();
+  }
+  assert.equal(broker.server.metrics.connectionsRefused, 1);
+  assert.ok(broker.logs.some((l) => l.includes("listeners[0].max_connections = 2")));
+  await using other = await RawClient.connected(open, { clientId: "other" });
+  // A place freed on the capped listener is taken again.
+  await a.disconnect();
+  await broker.disconnected("a");
+  await using again = await RawClient.connected(capped, { clientId: "again" });
+  for (const client of [b, other, again]) await client.assertIdle();
+});
+
 // --- limits.max_packet_size -------------------------------------------------------------------------------
 
 Deno.test("limits.max_packet_size: a PUBLISH of exactly the limit (header included) is accepted", async () => {

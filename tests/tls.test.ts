@@ -33,6 +33,7 @@ function tlsListener(files: TlsFiles, options: Partial<TlsListener> = {}): TlsLi
     type: "tls",
     host: "127.0.0.1",
     port: 0,
+    max_connections: 0,
     cert_file: files.server.cert,
     key_file: files.server.key,
     ca_file: "",
@@ -48,7 +49,7 @@ function tlsListener(files: TlsFiles, options: Partial<TlsListener> = {}): TlsLi
  */
 function tlsBroker(files: TlsFiles, options: Partial<TlsListener> = {}): Promise<TestBroker> {
   return startBroker({
-    listeners: [tlsListener(files, options), { type: "tcp", host: "127.0.0.1", port: 0 }],
+    listeners: [tlsListener(files, options), { type: "tcp", host: "127.0.0.1", port: 0, max_connections: 0 }],
   });
 }
 
@@ -539,7 +540,10 @@ Deno.test("tls: a bad tls listener after a good tcp one fails start-up and frees
   const missing = `${files.dir}/no-such.pem`;
   // The op and resource sanitizers fail this test if the tcp listener opened first is left open.
   await assertStartRefused(
-    [{ type: "tcp", host: "127.0.0.1", port: 0 }, tlsListener(files, { cert_file: missing })],
+    [
+      { type: "tcp", host: "127.0.0.1", port: 0, max_connections: 0 },
+      tlsListener(files, { cert_file: missing }),
+    ],
     missing,
   );
 });

@@ -149,6 +149,14 @@ function list<const V extends VariantsSchema>(schema: Omit<ListSchema<V>, "kind"
   return { kind: "list", ...schema };
 }
 
+/** A listener's own connection cap, beside the broker-wide `limits.max_connections`. */
+const listenerMaxConnections = integer({
+  min: 0,
+  max: 10_000_000,
+  default: 0,
+  doc: "Open connections on this listener at most; 0 leaves only limits.max_connections.",
+});
+
 /** Every option of the broker, in the order they are rendered. */
 export const SCHEMA = section("", {
   log: section("Diagnostics the broker writes.", {
@@ -170,6 +178,7 @@ export const SCHEMA = section("", {
             doc: "Address to bind: 127.0.0.1 for this machine only, 0.0.0.0 or :: for every interface.",
           }),
           port: integer({ min: 0, max: 65535, default: 1883, doc: "TCP port; 0 picks a free port." }),
+          max_connections: listenerMaxConnections,
         },
       },
       tls: {
@@ -180,6 +189,7 @@ export const SCHEMA = section("", {
             doc: "Address to bind: 127.0.0.1 for this machine only, 0.0.0.0 or :: for every interface.",
           }),
           port: integer({ min: 0, max: 65535, default: 8883, doc: "TCP port; 0 picks a free port." }),
+          max_connections: listenerMaxConnections,
           cert_file: string({
             default: "",
             required: true,

@@ -21,6 +21,7 @@ export async function listenTls(config: TlsListenerConfig, accept: Acceptor, log
   const key = await readPem(config.key_file, "key_file");
   const ca = config.ca_file === "" ? undefined : await readPem(config.ca_file, "ca_file");
   checkKeyPair(cert, key, config);
+  if (ca !== undefined) checkCertificates(ca, config.ca_file);
   const options: tls.TlsOptions = {
     cert,
     key,
@@ -70,6 +71,19 @@ function checkKeyPair(cert: string, key: string, config: TlsListenerConfig): voi
   }
   if (!certificate.checkPrivateKey(privateKey)) {
     throw new TlsSetupError(`key_file ${config.key_file} is not the key of cert_file ${config.cert_file}`);
+  }
+}
+
+/** Every certificate in a CA file must parse, and there must be one: a broken file would refuse every client. */
+function checkCertificates(pem: string, path: string): void {
+  const blocks = pem.match(/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g) ?? [];
+  if (blocks.length === 0) throw new TlsSetupError(`ca_file ${path}: no certificate in it`);
+  for (const block of blocks) {
+    try {
+      new X509Certificate(block);
+    } catch (error) {
+      throw new TlsSetupError(`ca_file ${path}: not a certificate (${reason(error)})`);
+    }
   }
 }
 

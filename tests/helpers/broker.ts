@@ -50,7 +50,7 @@ export async function startBroker(
     Object.assign(config[section as keyof Config], values);
   }
   // One plain TCP listener on a free port unless the test names its own (use port 0 there too).
-  config.listeners = overrides.listeners ?? [{ type: "tcp", host: "127.0.0.1", port: 0 }];
+  config.listeners = overrides.listeners ?? [{ type: "tcp", host: "127.0.0.1", port: 0, max_connections: 0 }];
   const logs: string[] = [];
   const server = await startServer(config, createLogger("debug", (line) => logs.push(line)), options);
   const sessions = server.broker.sessions;
