@@ -296,6 +296,20 @@ mosquittoTest(
   },
 );
 
+Deno.test("tls: with use_identity_as_username the certificate authenticates, even with allow_anonymous false", async () => {
+  await using files = await tlsFiles();
+  await using broker = await startBroker({
+    auth: { allow_anonymous: false },
+    listeners: [tlsListener(files, { ...MUTUAL(files), use_identity_as_username: true })],
+  });
+  const result = await runMosquittoTool("mosquitto_pub", [
+    ...tlsArgs(broker, files, files.client),
+    ...["-i", "cert-only", "-t", "id/x", "-m", "hello"],
+  ]);
+  assert.equal(result.code, 0, result.stderr);
+  assert.ok(connectedLine(broker, "cert-only")?.includes(`user "${CLIENT_CN}"`), broker.logs.join("\n"));
+});
+
 Deno.test("tls: use_identity_as_username over MQTT 5 (MQTT.js) with no CONNECT username logs the CN as user", async () => {
   await using files = await tlsFiles();
   await using broker = await tlsBroker(files, { ...MUTUAL(files), use_identity_as_username: true });

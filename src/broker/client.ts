@@ -317,8 +317,11 @@ export class Client implements ConnectionHandler, FrameSink, Outlet {
       this.#assigned = assigned;
       return this.#beginAuth(properties.authenticationMethod, connect, properties.authenticationData);
     }
-    const auth = authenticate(connect, config.auth);
-    if (!auth.ok) return this.#refuse(auth.code, auth.reason);
+    // A verified certificate taken as the username has authenticated the client already (as in Mosquitto).
+    if (!this.#identity.certificateAsUsername) {
+      const auth = authenticate(connect, config.auth);
+      if (!auth.ok) return this.#refuse(auth.code, auth.reason);
+    }
     this.#accept(connect, assigned, undefined);
   }
 
