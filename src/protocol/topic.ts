@@ -12,7 +12,7 @@ export function isValidTopicName(topic: string): boolean {
  * A topic filter: non-empty; `+` only as a whole level; `#` only as the whole last level
  * [MQTT-4.7.1-2, 4.7.1-3, 4.7.3-1].
  */
-export function isValidTopicFilter(filter: string): boolean {
+function isValidTopicFilter(filter: string): boolean {
   if (filter.length === 0) return false;
   const levels = filter.split("/");
   for (let i = 0; i < levels.length; i++) {
