@@ -24,10 +24,10 @@ const HEX_GROUP = /^[0-9a-fA-F]{1,4}$/;
  */
 export function parseAddressRange(text: string): AddressRange | string {
   const slash = text.indexOf("/");
-  const addressText = slash < 0 ? text : text.slice(0, slash);
-  const bytes = addressBytes(addressText);
-  if (bytes === undefined) return `"${addressText}" is not an IPv4 or IPv6 address`;
-  const bits = addressText.includes(":") ? 128 : 32;
+  const written = slash < 0 ? text : text.slice(0, slash);
+  const bytes = addressBytes(written);
+  if (bytes === undefined) return `"${written}" is not an IPv4 or IPv6 address`;
+  const bits = written.includes(":") ? 128 : 32;
   if (slash < 0) return { bytes, prefixLength: 128 };
   const prefixText = text.slice(slash + 1);
   const prefix = DECIMAL.test(prefixText) ? Number(prefixText) : NaN;
@@ -35,7 +35,7 @@ export function parseAddressRange(text: string): AddressRange | string {
   const prefixLength = 128 - bits + prefix;
   const network = bytes.map((byte, i) => byte & maskByte(prefixLength, i));
   if (network.some((byte, i) => byte !== bytes[i])) {
-    const shown = formatAddress(bits === 32 ? network.subarray(12) : network);
+    const shown = addressText(bits === 32 ? network.subarray(12) : network);
     return `${text} has bits set after the prefix (the network is ${shown}/${prefix})`;
   }
   return { bytes, prefixLength };
@@ -90,7 +90,7 @@ export function parseIPv6(text: string): Uint8Array | undefined {
  * Four bytes as a dotted quad; sixteen as node:net prints IPv6 (RFC 5952: lowercase, the first longest run
  * of two or more zero groups as "::"), with an IPv4-mapped address as ::ffff:a.b.c.d.
  */
-export function formatAddress(bytes: Uint8Array): string {
+export function addressText(bytes: Uint8Array): string {
   if (bytes.length === 4) return bytes.join(".");
   if (IPV4_MAPPED_PREFIX.every((byte, i) => bytes[i] === byte)) {
     return `::ffff:${bytes.subarray(12).join(".")}`;

@@ -6,7 +6,7 @@
  */
 
 import { copyBytes, decodeString } from "../protocol/fields.ts";
-import { formatAddress, parseIPv4, parseIPv6 } from "./address_range.ts";
+import { addressText, parseIPv4, parseIPv6 } from "./address_range.ts";
 
 export interface ProxyAddress {
   readonly address: string;
@@ -156,7 +156,7 @@ function indexOfCrlf(bytes: Uint8Array, end: number): number {
 function v1Address(address: Uint8Array | undefined, portText: string): ProxyAddress | undefined {
   if (address === undefined || !/^(0|[1-9][0-9]{0,4})$/.test(portText)) return undefined;
   const port = Number(portText);
-  return port > 0xffff ? undefined : { address: formatAddress(address), port };
+  return port > 0xffff ? undefined : { address: addressText(address), port };
 }
 
 function parseV2(bytes: Uint8Array): ProxyParse {
@@ -190,9 +190,9 @@ function parseV2(bytes: Uint8Array): ProxyParse {
   if (size === 0) return { kind: "header", header: { version: 2, command: "proxy", ...tlvs }, length: end };
   const at = V2_FIXED_LENGTH;
   const port = (i: number) => bytes[i] << 8 | bytes[i + 1];
-  const source = { address: formatAddress(bytes.subarray(at, at + size)), port: port(at + 2 * size) };
+  const source = { address: addressText(bytes.subarray(at, at + size)), port: port(at + 2 * size) };
   const destination = {
-    address: formatAddress(bytes.subarray(at + size, at + 2 * size)),
+    address: addressText(bytes.subarray(at + size, at + 2 * size)),
     port: port(at + 2 * size + 2),
   };
   return {

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import net from "node:net";
 import {
   type AddressRange,
-  formatAddress,
+  addressText,
   inRange,
   parseAddressRange,
   parseIPv4,
@@ -95,12 +95,12 @@ Deno.test("address: IPv6 is printed as node:net prints it", () => {
     ["::ffff:c000:0201", "::ffff:192.0.2.1"],
     ["fe80::", "fe80::"],
   ];
-  for (const [text, printed] of cases) assert.equal(formatAddress(parseIPv6(text)!), printed, text);
-  assert.equal(formatAddress(Uint8Array.of(10, 0, 0, 1)), "10.0.0.1");
+  for (const [text, printed] of cases) assert.equal(addressText(parseIPv6(text)!), printed, text);
+  assert.equal(addressText(Uint8Array.of(10, 0, 0, 1)), "10.0.0.1");
   // Beyond the cases: the WHATWG URL host serializer follows the same rules (it spells mapped IPv4 in hex).
   for (let i = 0; i < 2000; i++) {
     const bytes = Uint8Array.from({ length: 16 }, () => (random() % 4 === 0 ? random() & 0xff : 0));
-    const text = formatAddress(bytes);
+    const text = addressText(bytes);
     assert.deepEqual(parseIPv6(text), bytes, text);
     if (!text.startsWith("::ffff:") || text.split(":").length > 4) {
       assert.equal(`[${text}]`, new URL(`http://[${text}]/`).hostname, text);
