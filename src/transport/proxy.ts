@@ -32,39 +32,54 @@ export type ProxiedPeer = Pick<PeerInfo, "address" | "port" | "proxy" | "certifi
 export type ProxiedSocket = (socket: net.Socket, peer: ProxiedPeer, rest: Uint8Array) => void;
 
 /**
- * Serves `socket`'s PROXY header, then hands it to `serve` with what was read past the header. A socket from
- * an untrusted address, or whose header is missing, malformed or late, is closed with one log line (per
- * reason and address: a misconfigured client retrying must not flood the log). A LOCAL header, a proxy's
- * health check, is closed quietly.
+ * Reads the PROXY header of each socket given to `read`, then hands the socket to `serve` with what was read
+ * past the header. A socket from an untrusted address, or whose header is missing, malformed or late, is
+ * closed with one log line (per reason and address: a misconfigured client retrying must not flood the log).
+ * A LOCAL header, a proxy's health check, is closed quietly.
  */
-export function proxyHeaderReader(
-  options: ProxyOptions,
-  type: PeerInfo["transport"],
-  log: Logger,
-  serve: ProxiedSocket,
-): (socket: net.Socket) => void {
-  const refused = oncePerKind(log);
-  return (socket) => {
+export class ProxyHeaderReader {
+  readonly #options: ProxyOptions;
+  readonly #type: PeerInfo["transport"];
+  readonly #log: Logger;
+  readonly #serve: ProxiedSocket;
+  readonly #refused: (kind: string, line: string) => void;
+  /** Sockets still sending their header: a stopping listener closes them rather than wait for them. */
+  readonly #pending = new Set<net.Socket>();
+
+  constructor(options: ProxyOptions, type: PeerInfo["transport"], log: Logger, serve: ProxiedSocket) {
+    this.#options = options;
+    this.#type = type;
+    this.#log = log;
+    this.#serve = serve;
+    this.#refused = oncePerKind(log);
+  }
+
+  read(socket: net.Socket): void {
     const from = socket.remoteAddress ?? "unknown";
     const fromPort = socket.remotePort ?? 0;
     const refuse = (why: string) => {
-      refused(`${why} ${from}`, `${type} connection from ${formatAddress(from, fromPort)} closed: ${why}`);
+      this.#refused(
+        `${why} ${from}`,
+        `${this.#type} connection from ${formatAddress(from, fromPort)} closed: ${why}`,
+      );
       socket.destroy();
     };
     socket.on("error", ignore);
-    if (!options.trusted.some((range) => inRange(range, from))) {
+    if (!this.#options.trusted.some((range) => inRange(range, from))) {
       return refuse("not a trusted proxy (listener's proxy_trusted_sources)");
     }
     let read: Uint8Array | undefined;
     const stop = () => {
       clearTimeout(timer);
       socket.off("data", onData);
+      this.#pending.delete(socket);
     };
+    const timeoutMs = this.#options.timeoutMs;
     const timer = setTimeout(() => {
       stop();
-      refuse(`no PROXY header within ${options.timeoutMs / 1000} s`);
-    }, options.timeoutMs);
-    socket.once("close", () => clearTimeout(timer));
+      refuse(`no PROXY header within ${timeoutMs / 1000} s`);
+    }, timeoutMs);
+    socket.once("close", stop);
     const onData = (chunk: Uint8Array) => {
       read = read ? concat(read, chunk) : chunk;
       const parsed = parseProxyHeader(read);
@@ -73,7 +88,9 @@ export function proxyHeaderReader(
       if (parsed.kind === "invalid") return refuse(`bad PROXY header: ${parsed.reason}`);
       const header = parsed.header;
       if (header.command === "local") {
-        if (log.debugEnabled) log.debug(`${type} health check from proxy ${formatAddress(from, fromPort)}`);
+        if (this.#log.debugEnabled) {
+          this.#log.debug(`${this.#type} health check from proxy ${formatAddress(from, fromPort)}`);
+        }
         return void socket.destroy();
       }
       const proxy = { address: from, port: fromPort };
@@ -84,11 +101,18 @@ export function proxyHeaderReader(
         ...(commonName !== undefined ? { certificate: { subject: `CN=${commonName}`, commonName } } : {}),
       };
       socket.off("error", ignore);
+      socket.off("close", stop);
       // Synchronously, so that no chunk is emitted between this listener and the next one.
-      serve(socket, peer, read.subarray(parsed.length));
+      this.#serve(socket, peer, read.subarray(parsed.length));
     };
+    this.#pending.add(socket);
     socket.on("data", onData);
-  };
+  }
+
+  /** Closes the sockets still sending their header. */
+  dropPending(): void {
+    for (const socket of this.#pending) socket.destroy();
+  }
 }
 
 /**
@@ -139,7 +163,8 @@ export async function listenBehindProxy(
       socket.once("close", () => clearTimeout(linger));
     });
   };
-  const server = net.createServer({ noDelay: true }, proxyHeaderReader(options, front.type, log, relay));
+  const reader = new ProxyHeaderReader(options, front.type, log, relay);
+  const server = net.createServer({ noDelay: true }, (socket) => reader.read(socket));
   try {
     await new Promise<void>((resolve, reject) => {
       server.once("error", reject);
@@ -160,6 +185,7 @@ export async function listenBehindProxy(
     port: (server.address() as net.AddressInfo).port,
     close() {
       closed ??= new Promise((done) => server.close(() => done()));
+      reader.dropPending();
       return inner.close();
     },
     async drained() {

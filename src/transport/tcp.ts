@@ -19,7 +19,7 @@ import {
   type PeerInfo,
 } from "./connection.ts";
 import { Outbox } from "./outbox.ts";
-import { type ProxiedPeer, proxyHeaderReader, type ProxyOptions } from "./proxy.ts";
+import { type ProxiedPeer, ProxyHeaderReader, type ProxyOptions } from "./proxy.ts";
 
 /** How long close() waits for queued bytes to reach a peer that is not reading. */
 const CLOSE_LINGER_MS = 1000;
@@ -68,7 +68,8 @@ export function serveSockets(
     open++;
     connection.start(handler, ended, rest);
   };
-  const server = create(proxy ? proxyHeaderReader(proxy, type, log, serve) : (socket) => serve(socket));
+  const reader = proxy ? new ProxyHeaderReader(proxy, type, log, serve) : undefined;
+  const server = create(reader ? (socket) => reader.read(socket) : (socket) => serve(socket));
   // node calls back from close() only once every connection has ended, so close() just stops accepting
   // and drained() waits for that callback.
   let closed: Promise<void> | undefined;
@@ -87,6 +88,7 @@ export function serveSockets(
         port: (server.address() as net.AddressInfo).port,
         close() {
           closed ??= new Promise((done) => server.close(() => done()));
+          reader?.dropPending();
           return Promise.resolve();
         },
         async drained() {
