@@ -221,10 +221,11 @@ mosquittoTest(
     assert.equal(result.code, 0, result.stderr);
     assert.deepEqual(await sub.lines(1), ["mtls/reading 21.5"]);
     assert.equal((await sub.finished()).code, 0);
-    // Without use_identity_as_username the certificate does not make a username.
+    // Without use_identity_as_username the certificate does not make a username, but it is logged.
     const line = connectedLine(broker, "mtls-pub");
     assert.ok(line, broker.logs.join("\n"));
     assert.doesNotMatch(line, /user /);
+    assert.match(line, new RegExp(`certificate "[^"]*CN=${CLIENT_CN}`));
   },
 );
 
