@@ -13,6 +13,7 @@ import { MemoryRetainedStore, MemorySessionStore } from "./store/memory.ts";
 import { type Connection, formatAddress, type Listener } from "./transport/connection.ts";
 import { listenTcp } from "./transport/tcp.ts";
 import { listenTls, TlsSetupError } from "./transport/tls.ts";
+import { listenWebSocket } from "./transport/websocket.ts";
 
 export interface Server {
   readonly broker: Broker;
@@ -130,13 +131,19 @@ async function openListener(
   log: Logger,
 ): Promise<Listener> {
   try {
-    return config.type === "tls"
-      ? await listenTls(config, accept, log)
-      : await listenTcp(config.host, config.port, accept, log);
+    switch (config.type) {
+      case "tcp":
+        return await listenTcp(config.host, config.port, accept, log);
+      case "tls":
+        return await listenTls(config, accept, log);
+      case "ws":
+      case "wss":
+        return await listenWebSocket(config, accept, log);
+    }
   } catch (error) {
     if (error instanceof TlsSetupError) {
       throw new StartError(
-        `cannot listen on tls ${formatAddress(config.host, config.port)}: ${error.message}`,
+        `cannot listen on ${config.type} ${formatAddress(config.host, config.port)}: ${error.message}`,
       );
     }
     throw new StartError(

@@ -22,17 +22,30 @@ function configOf(text: string): Config {
 type Equal<A, B> = (<T>() => T extends A ? 1 : 2) extends (<T>() => T extends B ? 1 : 2) ? true : false;
 interface ExpectedConfig {
   log: { level: "error" | "warn" | "info" | "debug" };
-  listeners: ({ type: "tcp"; host: string; port: number; max_connections: number } | {
-    type: "tls";
-    host: string;
-    port: number;
-    max_connections: number;
-    cert_file: string;
-    key_file: string;
-    ca_file: string;
-    require_client_certificate: boolean;
-    use_identity_as_username: boolean;
-  })[];
+  listeners: (
+    | { type: "tcp"; host: string; port: number; max_connections: number }
+    | {
+      type: "tls";
+      host: string;
+      port: number;
+      max_connections: number;
+      cert_file: string;
+      key_file: string;
+      ca_file: string;
+      require_client_certificate: boolean;
+      use_identity_as_username: boolean;
+    }
+    | { type: "ws"; host: string; port: number; max_connections: number; path: string }
+    | {
+      type: "wss";
+      host: string;
+      port: number;
+      max_connections: number;
+      path: string;
+      cert_file: string;
+      key_file: string;
+    }
+  )[];
   auth: { allow_anonymous: boolean };
   mqtt: {
     max_qos: 0 | 1 | 2;
@@ -254,8 +267,8 @@ const BAD_VALUES: [string, string, string][] = [
     'must be one of round_robin, least_inflight (got "random")',
   ],
   ["mqtt.wildcard_subscriptions", "no", 'must be true or false (got "no")'],
-  ["listeners[0].type", "udp", 'must be one of tcp, tls (got "udp")'],
-  ["listeners[0].type", "", "must be one of tcp, tls (got null)"],
+  ["listeners[0].type", "udp", 'must be one of tcp, tls, ws, wss (got "udp")'],
+  ["listeners[0].type", "", "must be one of tcp, tls, ws, wss (got null)"],
 ];
 
 /** Config text putting `value` at `field`, always on line 3. */
@@ -397,10 +410,19 @@ Deno.test("listeners must be a non-empty list of mappings", () => {
   );
 });
 
+Deno.test("a ws listener's path must start with /, and defaults to /mqtt", () => {
+  assert.equal(
+    errorOf("listeners:\n  - type: ws\n    path: mqtt\n"),
+    'cfg.yaml:3: listeners[0].path: must start with / (got "mqtt")',
+  );
+  const [ws] = configOf("listeners:\n  - type: ws\n").listeners;
+  assert.deepEqual(ws, { type: "ws", host: "127.0.0.1", port: 8083, max_connections: 0, path: "/mqtt" });
+});
+
 Deno.test("a listener's type is checked before its other fields", () => {
   assert.equal(
-    errorOf("listeners:\n  - port: abc\n    type: ws\n"),
-    'cfg.yaml:3: listeners[0].type: must be one of tcp, tls (got "ws")',
+    errorOf("listeners:\n  - port: abc\n    type: quic\n"),
+    'cfg.yaml:3: listeners[0].type: must be one of tcp, tls, ws, wss (got "quic")',
   );
 });
 

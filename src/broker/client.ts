@@ -696,9 +696,10 @@ export class Client implements ConnectionHandler, FrameSink, Outlet {
   #logConnected(connect: ConnectPacket, expiry: number, present: boolean, keepAlive: number): void {
     const kept = expiry === 0 ? "clean session" : present ? "resumed session" : "new persistent session";
     const user = connect.username !== undefined ? `, user ${quote(connect.username)}` : "";
+    const over = this.#conn.peer.transport;
     this.#broker.log.info(
-      `client ${quote(this.#clientId)} connected from ${this.#peer()} (${PROTOCOL_NAMES[this.#version]}, ` +
-        `${kept}, keep-alive ${keepAlive}s${user})`,
+      `client ${quote(this.#clientId)} connected from ${this.#peer()} over ${over} ` +
+        `(${PROTOCOL_NAMES[this.#version]}, ${kept}, keep-alive ${keepAlive}s${user})`,
     );
   }
 

@@ -272,6 +272,8 @@ function readLeaf(schema: LeafSchema, node: Node | null, path: Path, at: number)
       break;
   }
   if (!ok) return fail(at, path, `must be ${expected(schema)} (got ${describe(node)})`);
+  const wrong = schema.kind === "string" ? schema.check?.(value as string) : undefined;
+  if (wrong !== undefined) return fail(at, path, `${wrong} (got ${describe(node)})`);
   return { ok: true, value: typeof value === "bigint" ? Number(value) : value };
 }
 

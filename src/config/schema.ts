@@ -39,6 +39,8 @@ export interface StringSchema {
   readonly allowEmpty?: boolean;
   /** The option must be given: there is no sensible default (a certificate file, say). */
   readonly required?: boolean;
+  /** Further rules: returns what is wrong ("must start with /", say), or undefined when the value is fine. */
+  check?(value: string): string | undefined;
 }
 
 /** An option whose value is one of a fixed set of words. */
@@ -149,13 +151,37 @@ function list<const V extends VariantsSchema>(schema: Omit<ListSchema<V>, "kind"
   return { kind: "list", ...schema };
 }
 
-/** A listener's own connection cap, beside the broker-wide `limits.max_connections`. */
-const listenerMaxConnections = integer({
-  min: 0,
-  max: 10_000_000,
-  default: 0,
-  doc: "Open connections on this listener at most; 0 leaves only limits.max_connections.",
-});
+/** The fields every listener has; `port` defaults to the transport's usual one. */
+function listenerFields(port: number) {
+  return {
+    host: string({
+      default: "127.0.0.1",
+      doc: "Address to bind: 127.0.0.1 for this machine only, 0.0.0.0 or :: for every interface.",
+    }),
+    port: integer({ min: 0, max: 65535, default: port, doc: "TCP port; 0 picks a free port." }),
+    max_connections: integer({
+      min: 0,
+      max: 10_000_000,
+      default: 0,
+      doc: "Open connections on this listener at most; 0 leaves only limits.max_connections.",
+    }),
+  } as const;
+}
+
+/** The server certificate of a listener that terminates TLS. */
+const serverCertificate = {
+  cert_file: string({ default: "", required: true, doc: "The server's certificate chain, PEM." }),
+  key_file: string({ default: "", required: true, doc: "The server certificate's private key, PEM." }),
+} as const;
+
+/** The HTTP path of a WebSocket listener. */
+const webSocketPath = {
+  path: string({
+    default: "/mqtt",
+    doc: "HTTP path of the WebSocket endpoint; clients must offer the sub-protocol mqtt (or mqttv3.1).",
+    check: (path) => path.startsWith("/") ? undefined : "must start with /",
+  }),
+} as const;
 
 /** Every option of the broker, in the order they are rendered. */
 export const SCHEMA = section("", {
@@ -172,34 +198,13 @@ export const SCHEMA = section("", {
     variants: {
       tcp: {
         doc: "MQTT over plain TCP",
-        fields: {
-          host: string({
-            default: "127.0.0.1",
-            doc: "Address to bind: 127.0.0.1 for this machine only, 0.0.0.0 or :: for every interface.",
-          }),
-          port: integer({ min: 0, max: 65535, default: 1883, doc: "TCP port; 0 picks a free port." }),
-          max_connections: listenerMaxConnections,
-        },
+        fields: listenerFields(1883),
       },
       tls: {
         doc: "MQTT over TLS, optionally with client certificates",
         fields: {
-          host: string({
-            default: "127.0.0.1",
-            doc: "Address to bind: 127.0.0.1 for this machine only, 0.0.0.0 or :: for every interface.",
-          }),
-          port: integer({ min: 0, max: 65535, default: 8883, doc: "TCP port; 0 picks a free port." }),
-          max_connections: listenerMaxConnections,
-          cert_file: string({
-            default: "",
-            required: true,
-            doc: "The server's certificate chain, PEM.",
-          }),
-          key_file: string({
-            default: "",
-            required: true,
-            doc: "The server certificate's private key, PEM.",
-          }),
+          ...listenerFields(8883),
+          ...serverCertificate,
           ca_file: string({
             default: "",
             allowEmpty: true,
@@ -214,6 +219,14 @@ export const SCHEMA = section("", {
             doc: "The client certificate's subject CN becomes the MQTT username (as in Mosquitto).",
           }),
         },
+      },
+      ws: {
+        doc: "MQTT over WebSocket",
+        fields: { ...listenerFields(8083), ...webSocketPath },
+      },
+      wss: {
+        doc: "MQTT over WebSocket over TLS, without client certificates",
+        fields: { ...listenerFields(8084), ...webSocketPath, ...serverCertificate },
       },
     },
     defaultType: "tcp",
@@ -355,6 +368,8 @@ export type ListenerConfig = Config["listeners"][number];
 export type TcpListenerConfig = Extract<ListenerConfig, { type: "tcp" }>;
 /** A listener for MQTT over TLS. */
 export type TlsListenerConfig = Extract<ListenerConfig, { type: "tls" }>;
+/** A listener for MQTT over WebSocket, with or without TLS. */
+export type WebSocketListenerConfig = Extract<ListenerConfig, { type: "ws" | "wss" }>;
 
 /** The value a schema gives an option that is left out, freshly built so callers may keep it. */
 export function defaultOf<S extends FieldSchema>(schema: S): Infer<S>;

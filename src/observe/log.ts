@@ -54,3 +54,17 @@ export function createLogger(level: LogLevel, sink: LogSink = stderrSink): Logge
 export function quote(text: string, max = 120): string {
   return JSON.stringify(text.length > max ? `${text.slice(0, max)}...` : text);
 }
+
+/**
+ * For failures a client can cause at will (a failed handshake, a refused upgrade): the first line of each
+ * kind at info, the others at debug, so a scan or a broken client cannot flood the log.
+ */
+export function oncePerKind(log: Logger): (kind: string, line: string) => void {
+  const seen = new Set<string>();
+  return (kind, line) => {
+    if (!seen.has(kind)) {
+      seen.add(kind);
+      log.info(line);
+    } else if (log.debugEnabled) log.debug(line);
+  };
+}

@@ -3,14 +3,33 @@
  * here knows MQTT, and nothing in the protocol layer knows which transport it is on.
  */
 
+import type { Logger } from "../observe/log.ts";
+
 /** `host:port` as logs and messages show it, an IPv6 host in brackets. */
 export function formatAddress(host: string, port: number): string {
   return host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
 }
 
+/**
+ * Runs a handler callback. A bug in packet handling closes this connection only (the caller closes it when
+ * this returns false), with one line that says where; never a crash.
+ */
+export function guard(log: Logger, connection: Connection, action: () => void): boolean {
+  try {
+    action();
+    return true;
+  } catch (error) {
+    log.error(
+      `internal error on connection ${formatAddress(connection.peer.address, connection.peer.port)}: ` +
+        `${error instanceof Error ? error.stack : error}`,
+    );
+    return false;
+  }
+}
+
 export interface PeerInfo {
   /** Listener type the connection arrived on, for logs. */
-  readonly transport: "tcp" | "tls";
+  readonly transport: "tcp" | "tls" | "ws" | "wss";
   readonly address: string;
   readonly port: number;
   /** The client certificate the TLS handshake verified, if any: part of the client's identity. */

@@ -14,10 +14,11 @@ import {
   type Acceptor,
   type Connection,
   type ConnectionHandler,
-  formatAddress,
+  guard,
   type Listener,
   type PeerInfo,
 } from "./connection.ts";
+import { Outbox } from "./outbox.ts";
 
 /** How long close() waits for queued bytes to reach a peer that is not reading. */
 const CLOSE_LINGER_MS = 1000;
@@ -90,25 +91,13 @@ export function serveSockets(
   });
 }
 
-/** Connections with bytes queued in this turn; one microtask writes them all. */
-let toFlush: SocketConnection[] = [];
-
-function flushAll(): void {
-  const connections = toFlush;
-  toFlush = [];
-  for (const connection of connections) connection.flush();
-}
-
 class SocketConnection implements Connection {
   #peer: PeerInfo | undefined;
   readonly #socket: net.Socket;
   readonly #type: PeerInfo["transport"];
   readonly #describe: (socket: net.Socket) => Partial<PeerInfo>;
   readonly #log: Logger;
-  #queue: Uint8Array[] = [];
-  /** The edits (`writeEdited`) of queued chunks, four numbers each: chunk index, at, value, flags. */
-  #edits: number[] | undefined;
-  #queued = 0;
+  readonly #outbox: Outbox;
   #closing = false;
 
   constructor(
@@ -121,6 +110,9 @@ class SocketConnection implements Connection {
     this.#type = type;
     this.#describe = describe;
     this.#log = log;
+    this.#outbox = new Outbox((bytes) => {
+      if (!socket.destroyed) socket.write(bytes);
+    });
     // Read on demand (a getpeername call and two strings per connection otherwise), except where debug lines
     // may want it after the socket is gone, when node no longer knows it.
     if (log.debugEnabled) void this.peer;
@@ -136,7 +128,7 @@ class SocketConnection implements Connection {
   }
 
   get buffered(): number {
-    return this.#queued + this.#socket.writableLength;
+    return this.#outbox.queued + this.#socket.writableLength;
   }
 
   write(bytes: Uint8Array): void {
@@ -144,32 +136,12 @@ class SocketConnection implements Connection {
   }
 
   writeEdited(bytes: Uint8Array, at: number, value: number, flags: number): void {
-    if (this.#closing) return;
-    if (this.#queued === 0) {
-      if (toFlush.length === 0) queueMicrotask(flushAll);
-      toFlush.push(this);
-    }
-    if (at >= 0) (this.#edits ??= []).push(this.#queue.length, at, value, flags);
-    this.#queue.push(bytes);
-    this.#queued += bytes.length;
-  }
-
-  /** Everything queued in this turn goes to the socket in one write. */
-  flush(): void {
-    const chunks = this.#queue;
-    const edits = this.#edits;
-    const length = this.#queued;
-    if (length === 0) return;
-    this.#queue = [];
-    this.#edits = undefined;
-    this.#queued = 0;
-    if (this.#socket.destroyed) return;
-    this.#socket.write(chunks.length === 1 && !edits ? chunks[0] : concat(chunks, edits, length));
+    if (!this.#closing) this.#outbox.add(bytes, at, value, flags);
   }
 
   close(): void {
     if (this.#closing) return;
-    this.flush();
+    this.#outbox.flush();
     this.#closing = true;
     this.#socket.end();
     // A peer that does not read never lets `end` finish; do not wait for it forever.
@@ -183,55 +155,17 @@ class SocketConnection implements Connection {
     socket.on("data", (chunk: Uint8Array) => {
       // node:net reads each chunk into fresh memory (measured), so it is handed over as it is, a Buffer. (A
       // plain Uint8Array view of it cost fan-in QoS 0 about a quarter of its throughput in Deno 2.9.)
-      if (!this.#guard(() => handler.data(chunk))) socket.destroy();
+      if (!guard(this.#log, this, () => handler.data(chunk))) socket.destroy();
     });
     socket.on("error", ignore);
     socket.once("close", () => {
       this.#closing = true;
-      this.#queue = [];
-      this.#edits = undefined;
-      this.#queued = 0;
-      this.#guard(() => handler.closed());
+      this.#outbox.discard();
+      guard(this.#log, this, () => handler.closed());
       ended();
     });
-  }
-
-  /** A bug in packet handling closes this connection only, with one line that says where; never a crash. */
-  #guard(action: () => void): boolean {
-    try {
-      action();
-      return true;
-    } catch (error) {
-      this.#log.error(
-        `internal error on connection ${formatAddress(this.peer.address, this.peer.port)}: ` +
-          `${error instanceof Error ? error.stack : error}`,
-      );
-      return false;
-    }
   }
 }
 
 /** A reset or a write to a closed peer: the close event that follows is what the handler hears. */
 function ignore(): void {}
-
-/** The chunks in one buffer, each edit applied to its chunk's copy. */
-function concat(chunks: Uint8Array[], edits: number[] | undefined, length: number): Uint8Array {
-  const out = new Uint8Array(length);
-  const starts = edits ? new Array<number>(chunks.length) : undefined;
-  let at = 0;
-  for (let i = 0; i < chunks.length; i++) {
-    if (starts) starts[i] = at;
-    out.set(chunks[i], at);
-    at += chunks[i].length;
-  }
-  if (edits && starts) {
-    for (let e = 0; e < edits.length; e += 4) {
-      const start = starts[edits[e]];
-      const value = edits[e + 2];
-      out[start + edits[e + 1]] = value >> 8;
-      out[start + edits[e + 1] + 1] = value & 0xff;
-      out[start] |= edits[e + 3];
-    }
-  }
-  return out;
-}

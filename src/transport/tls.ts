@@ -9,7 +9,7 @@ import { createPrivateKey, type KeyObject, X509Certificate } from "node:crypto";
 import type net from "node:net";
 import tls from "node:tls";
 import type { TlsListenerConfig } from "../config/schema.ts";
-import type { Logger } from "../observe/log.ts";
+import { type Logger, oncePerKind } from "../observe/log.ts";
 import type { Acceptor, Listener, PeerInfo } from "./connection.ts";
 import { serveSockets } from "./tcp.ts";
 
@@ -17,10 +17,8 @@ import { serveSockets } from "./tcp.ts";
 export class TlsSetupError extends Error {}
 
 export async function listenTls(config: TlsListenerConfig, accept: Acceptor, log: Logger): Promise<Listener> {
-  const cert = await readPem(config.cert_file, "cert_file");
-  const key = await readPem(config.key_file, "key_file");
+  const { cert, key } = await loadServerCertificate(config);
   const ca = config.ca_file === "" ? undefined : await readPem(config.ca_file, "ca_file");
-  checkKeyPair(cert, key, config);
   if (ca !== undefined) checkCertificates(ca, config.ca_file);
   const options: tls.TlsOptions = {
     cert,
@@ -30,7 +28,7 @@ export async function listenTls(config: TlsListenerConfig, accept: Acceptor, log
     requestCert: ca !== undefined,
     rejectUnauthorized: config.require_client_certificate,
   };
-  const handshakeFailures = new Set<string>();
+  const handshakeFailed = oncePerKind(log);
   return serveSockets("tls", config.host, config.port, accept, log, (onSocket) => {
     const server = tls.createServer(options, (socket) => {
       socket.setNoDelay(true);
@@ -41,22 +39,29 @@ export async function listenTls(config: TlsListenerConfig, accept: Acceptor, log
     server.on("tlsClientError", (error: Error, socket: tls.TLSSocket) => {
       // Deno's node:tls often no longer knows the peer's address once the handshake has failed.
       const from = socket.remoteAddress ? ` from ${socket.remoteAddress}` : "";
-      const line = `tls handshake${from} failed: ${error.message}`;
-      if (!handshakeFailures.has(error.message)) log.info(line);
-      else if (log.debugEnabled) log.debug(line);
-      handshakeFailures.add(error.message);
+      handshakeFailed(error.message, `tls handshake${from} failed: ${error.message}`);
       socket.destroy();
     });
     return server;
   }, certificateOf);
 }
 
+/** Where a listener that terminates TLS finds its certificate. */
+export interface ServerCertificateFiles {
+  readonly cert_file: string;
+  readonly key_file: string;
+}
+
 /**
- * A certificate that does not parse, a key that does not, or a key that is not the certificate's is a
- * start-up error here rather than a failed handshake for every client later (Deno's node:tls checks none of
- * these when the server is made).
+ * Reads a listener's certificate and key. A certificate that does not parse, a key that does not, or a key
+ * that is not the certificate's is a start-up error here rather than a failed handshake for every client
+ * later (neither Deno's node:tls nor Deno.serve checks these when the server is made).
  */
-function checkKeyPair(cert: string, key: string, config: TlsListenerConfig): void {
+export async function loadServerCertificate(
+  config: ServerCertificateFiles,
+): Promise<{ cert: string; key: string }> {
+  const cert = await readPem(config.cert_file, "cert_file");
+  const key = await readPem(config.key_file, "key_file");
   let certificate: X509Certificate;
   try {
     certificate = new X509Certificate(cert);
@@ -72,6 +77,7 @@ function checkKeyPair(cert: string, key: string, config: TlsListenerConfig): voi
   if (!certificate.checkPrivateKey(privateKey)) {
     throw new TlsSetupError(`key_file ${config.key_file} is not the key of cert_file ${config.cert_file}`);
   }
+  return { cert, key };
 }
 
 /** Every certificate in a CA file must parse, and there must be one: a broken file would refuse every client. */
