@@ -10,7 +10,9 @@ import type { Config, ListenerConfig } from "./config/schema.ts";
 import type { Logger } from "./observe/log.ts";
 import { createMetrics, type Metrics } from "./observe/metrics.ts";
 import { MemoryRetainedStore, MemorySessionStore } from "./store/memory.ts";
-import { type Connection, formatAddress, type Listener } from "./transport/connection.ts";
+import { type AddressRange, parseAddressRange } from "./transport/address_range.ts";
+import { type Acceptor, type Connection, formatAddress, type Listener } from "./transport/connection.ts";
+import { listenBehindProxy, type ProxyOptions } from "./transport/proxy.ts";
 import { listenTcp } from "./transport/tcp.ts";
 import { listenTls, TlsSetupError } from "./transport/tls.ts";
 import { listenWebSocket } from "./transport/websocket.ts";
@@ -66,7 +68,7 @@ export async function startServer(
   /** Accepts connections for one listener: its own cap, then the broker's; its way of identifying clients. */
   const acceptor = (listener: ListenerConfig, index: number) => {
     const identity: ClientIdentity = {
-      certificateAsUsername: listener.type === "tls" && listener.use_identity_as_username,
+      certificateAsUsername: "use_identity_as_username" in listener && listener.use_identity_as_username,
     };
     let open = 0;
     const closed = (client: Client) => {
@@ -92,9 +94,13 @@ export async function startServer(
   const listeners: Listener[] = [];
   try {
     for (const [index, listener] of config.listeners.entries()) {
-      listeners.push(await openListener(listener, acceptor(listener, index), log));
+      const proxy = listener.proxy_protocol ? proxyOptions(listener, config) : undefined;
+      listeners.push(await openListener(listener, proxy, acceptor(listener, index), log));
       const bound = listeners[listeners.length - 1];
-      log.info(`listening on ${bound.type} ${formatAddress(bound.host, bound.port)}`);
+      const behind = proxy
+        ? ` behind a PROXY protocol proxy (${listener.proxy_trusted_sources.join(", ")})`
+        : "";
+      log.info(`listening on ${bound.type} ${formatAddress(bound.host, bound.port)}${behind}`);
     }
   } catch (error) {
     await Promise.all(listeners.map((l) => l.close()));
@@ -127,19 +133,21 @@ export async function startServer(
 
 async function openListener(
   config: ListenerConfig,
+  proxy: ProxyOptions | undefined,
   accept: (conn: Connection) => Client | null,
   log: Logger,
 ): Promise<Listener> {
   try {
-    switch (config.type) {
-      case "tcp":
-        return await listenTcp(config.host, config.port, accept, log);
-      case "tls":
-        return await listenTls(config, accept, log);
-      case "ws":
-      case "wss":
-        return await listenWebSocket(config, accept, log);
+    if (config.type === "tcp") {
+      return await listenTcp({ host: config.host, port: config.port, proxy }, accept, log);
     }
+    const open = (host: string, port: number, accept: Acceptor) =>
+      config.type === "tls"
+        ? listenTls({ ...config, host, port }, accept, log)
+        : listenWebSocket({ ...config, host, port }, accept, log);
+    return proxy
+      ? await listenBehindProxy(config, proxy, open, accept, log)
+      : await open(config.host, config.port, accept);
   } catch (error) {
     if (error instanceof TlsSetupError) {
       throw new StartError(
@@ -150,6 +158,15 @@ async function openListener(
       `cannot listen on ${config.type} ${formatAddress(config.host, config.port)}: ${listenFailure(error)}`,
     );
   }
+}
+
+/** The listener's PROXY protocol settings; the header must come within the connect timeout. */
+function proxyOptions(listener: ListenerConfig, config: Config): ProxyOptions {
+  return {
+    // Each entry was checked when the config was read.
+    trusted: listener.proxy_trusted_sources.map((text) => parseAddressRange(text) as AddressRange),
+    timeoutMs: config.mqtt.connect_timeout * 1000,
+  };
 }
 
 /** node:net's reason for a failed bind, in words. */

@@ -3,7 +3,13 @@
 import assert from "node:assert/strict";
 import { type ConfigError, formatConfigError, loadConfigFile, parseConfig } from "../src/config/load.ts";
 import { renderDefaultConfig } from "../src/config/render.ts";
-import { type Config, DEFAULT_CONFIG, type ListenerConfig, type LogLevel } from "../src/config/schema.ts";
+import {
+  type Config,
+  DEFAULT_CONFIG,
+  type ListenerConfig,
+  listenerConfig,
+  type LogLevel,
+} from "../src/config/schema.ts";
 
 /** The formatted error for config text, failing the test if the text is valid. */
 function errorOf(text: string): string {
@@ -20,31 +26,31 @@ function configOf(text: string): Config {
 
 // The shapes the rest of the broker relies on, spelled out; Config itself is inferred from the schema.
 type Equal<A, B> = (<T>() => T extends A ? 1 : 2) extends (<T>() => T extends B ? 1 : 2) ? true : false;
+/** A listener's own fields plus what every listener has, as one flat object type. */
+type Listening<Own> = {
+  [K in keyof (Own & Shared)]: (Own & Shared)[K];
+};
+interface Shared {
+  host: string;
+  port: number;
+  max_connections: number;
+  proxy_protocol: boolean;
+  proxy_trusted_sources: string[];
+}
 interface ExpectedConfig {
   log: { level: "error" | "warn" | "info" | "debug" };
   listeners: (
-    | { type: "tcp"; host: string; port: number; max_connections: number }
-    | {
+    | Listening<{ type: "tcp"; use_identity_as_username: boolean }>
+    | Listening<{
       type: "tls";
-      host: string;
-      port: number;
-      max_connections: number;
       cert_file: string;
       key_file: string;
       ca_file: string;
       require_client_certificate: boolean;
       use_identity_as_username: boolean;
-    }
-    | { type: "ws"; host: string; port: number; max_connections: number; path: string }
-    | {
-      type: "wss";
-      host: string;
-      port: number;
-      max_connections: number;
-      path: string;
-      cert_file: string;
-      key_file: string;
-    }
+    }>
+    | Listening<{ type: "ws"; path: string; use_identity_as_username: boolean }>
+    | Listening<{ type: "wss"; path: string; cert_file: string; key_file: string }>
   )[];
   auth: { allow_anonymous: boolean };
   mqtt: {
@@ -78,7 +84,15 @@ const typesMatch: [
 
 const EXPECTED_DEFAULTS: ExpectedConfig = {
   log: { level: "info" },
-  listeners: [{ type: "tcp", host: "127.0.0.1", port: 1883, max_connections: 0 }],
+  listeners: [{
+    type: "tcp",
+    host: "127.0.0.1",
+    port: 1883,
+    max_connections: 0,
+    proxy_protocol: false,
+    proxy_trusted_sources: ["127.0.0.1", "::1"],
+    use_identity_as_username: false,
+  }],
   auth: { allow_anonymous: true },
   mqtt: {
     max_qos: 2,
@@ -180,10 +194,10 @@ limits:
   const expected: Config = {
     log: { level: "debug" },
     listeners: [
-      { type: "tcp", host: "0.0.0.0", port: 1883, max_connections: 0 },
-      { type: "tcp", host: "127.0.0.1", port: 0, max_connections: 0 },
-      { type: "tcp", host: "::", port: 0, max_connections: 0 },
-      { type: "tcp", host: "localhost", port: 65535, max_connections: 0 },
+      listenerConfig("tcp", { host: "0.0.0.0" }),
+      listenerConfig("tcp", { port: 0 }),
+      listenerConfig("tcp", { host: "::", port: 0 }),
+      listenerConfig("tcp", { host: "localhost", port: 65535 }),
     ],
     auth: { allow_anonymous: false },
     mqtt: {
@@ -416,7 +430,36 @@ Deno.test("a ws listener's path must start with /, and defaults to /mqtt", () =>
     'cfg.yaml:3: listeners[0].path: must start with / (got "mqtt")',
   );
   const [ws] = configOf("listeners:\n  - type: ws\n").listeners;
-  assert.deepEqual(ws, { type: "ws", host: "127.0.0.1", port: 8083, max_connections: 0, path: "/mqtt" });
+  assert.equal(ws.type, "ws");
+  assert.deepEqual([ws.port, ws.type === "ws" && ws.path], [8083, "/mqtt"]);
+});
+
+Deno.test("proxy_trusted_sources is a list of strings, checked entry by entry", () => {
+  const [tcp] =
+    configOf("listeners:\n  - proxy_protocol: true\n    proxy_trusted_sources: [10.0.0.0/8, '::1']\n")
+      .listeners;
+  assert.deepEqual(tcp.proxy_trusted_sources, ["10.0.0.0/8", "::1"]);
+  assert.equal(
+    errorOf("listeners:\n  - proxy_trusted_sources: 10.0.0.1\n"),
+    'cfg.yaml:2: listeners[0].proxy_trusted_sources: must be a list of strings (got "10.0.0.1")',
+  );
+  assert.equal(
+    errorOf("listeners:\n  - proxy_trusted_sources:\n      - 10.0.0.1\n      - 7\n"),
+    "cfg.yaml:4: listeners[0].proxy_trusted_sources[1]: must be a non-empty string (got 7)",
+  );
+});
+
+Deno.test("use_identity_as_username on a tcp or ws listener needs proxy_protocol", () => {
+  for (const type of ["tcp", "ws"]) {
+    assert.equal(
+      errorOf(`listeners:\n  - type: ${type}\n    port: 0\n    use_identity_as_username: true\n`),
+      "cfg.yaml:4: listeners[0].use_identity_as_username: needs proxy_protocol: true " +
+        "(here only the proxy can vouch for a client certificate)",
+    );
+    const text =
+      `listeners:\n  - type: ${type}\n    use_identity_as_username: true\n    proxy_protocol: true\n`;
+    assert.equal(configOf(text).listeners[0].proxy_protocol, true);
+  }
 });
 
 Deno.test("a listener's type is checked before its other fields", () => {
@@ -568,6 +611,8 @@ Deno.test("a tls listener needs cert_file and key_file, named with the listener'
     host: "127.0.0.1",
     port: 8883,
     max_connections: 0,
+    proxy_protocol: false,
+    proxy_trusted_sources: ["127.0.0.1", "::1"],
     cert_file: "c.pem",
     key_file: "k.pem",
     ca_file: "",

@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import mqttPacket from "mqtt-packet";
 import type * as MP from "mqtt-packet";
+import { listenerConfig } from "../src/config/schema.ts";
 import { startBroker } from "./helpers/broker.ts";
 import { connectPacket, publishPacket, RawClient } from "./helpers/raw.ts";
 
@@ -99,8 +100,8 @@ Deno.test("limits.max_connections: after a connection closes a new one is accept
 Deno.test("listeners[].max_connections caps one listener while another keeps accepting", async () => {
   await using broker = await startBroker({
     listeners: [
-      { type: "tcp", host: "127.0.0.1", port: 0, max_connections: 2 },
-      { type: "tcp", host: "127.0.0.1", port: 0, max_connections: 0 },
+      listenerConfig("tcp", { port: 0, max_connections: 2 }),
+      listenerConfig("tcp", { port: 0 }),
     ],
   });
   const [capped, open] = broker.server.listeners.map((l) => l.port);

@@ -7,7 +7,7 @@
 
 import assert from "node:assert/strict";
 import mqttPacket from "mqtt-packet";
-import type { Config } from "../src/config/schema.ts";
+import { type Config, listenerConfig } from "../src/config/schema.ts";
 import { StartError } from "../src/server.ts";
 import { startBroker, type TestBroker } from "./helpers/broker.ts";
 import {
@@ -29,18 +29,12 @@ type TlsListener = Extract<Config["listeners"][number], { type: "tls" }>;
 
 /** A tls listener entry on 127.0.0.1, port 0, serving the generated server certificate; `options` override. */
 function tlsListener(files: TlsFiles, options: Partial<TlsListener> = {}): TlsListener {
-  return {
-    type: "tls",
-    host: "127.0.0.1",
+  return listenerConfig("tls", {
     port: 0,
-    max_connections: 0,
     cert_file: files.server.cert,
     key_file: files.server.key,
-    ca_file: "",
-    require_client_certificate: false,
-    use_identity_as_username: false,
     ...options,
-  };
+  });
 }
 
 /**
@@ -49,7 +43,7 @@ function tlsListener(files: TlsFiles, options: Partial<TlsListener> = {}): TlsLi
  */
 function tlsBroker(files: TlsFiles, options: Partial<TlsListener> = {}): Promise<TestBroker> {
   return startBroker({
-    listeners: [tlsListener(files, options), { type: "tcp", host: "127.0.0.1", port: 0, max_connections: 0 }],
+    listeners: [tlsListener(files, options), listenerConfig("tcp", { port: 0 })],
   });
 }
 
@@ -227,10 +221,11 @@ mosquittoTest(
     assert.equal(result.code, 0, result.stderr);
     assert.deepEqual(await sub.lines(1), ["mtls/reading 21.5"]);
     assert.equal((await sub.finished()).code, 0);
-    // Without use_identity_as_username the certificate does not make a username.
+    // Without use_identity_as_username the certificate does not make a username, but it is logged.
     const line = connectedLine(broker, "mtls-pub");
     assert.ok(line, broker.logs.join("\n"));
     assert.doesNotMatch(line, /user /);
+    assert.match(line, new RegExp(`certificate "[^"]*CN=${CLIENT_CN}`));
   },
 );
 
@@ -555,7 +550,7 @@ Deno.test("tls: a bad tls listener after a good tcp one fails start-up and frees
   // The op and resource sanitizers fail this test if the tcp listener opened first is left open.
   await assertStartRefused(
     [
-      { type: "tcp", host: "127.0.0.1", port: 0, max_connections: 0 },
+      listenerConfig("tcp", { port: 0 }),
       tlsListener(files, { cert_file: missing }),
     ],
     missing,

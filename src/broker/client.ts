@@ -696,10 +696,12 @@ export class Client implements ConnectionHandler, FrameSink, Outlet {
   #logConnected(connect: ConnectPacket, expiry: number, present: boolean, keepAlive: number): void {
     const kept = expiry === 0 ? "clean session" : present ? "resumed session" : "new persistent session";
     const user = connect.username !== undefined ? `, user ${quote(connect.username)}` : "";
-    const over = this.#conn.peer.transport;
+    const { transport, proxy, certificate } = this.#conn.peer;
+    const via = proxy ? ` via proxy ${formatAddress(proxy.address, proxy.port)}` : "";
+    const subject = certificate ? `, certificate ${quote(certificate.subject)}` : "";
     this.#broker.log.info(
-      `client ${quote(this.#clientId)} connected from ${this.#peer()} over ${over} ` +
-        `(${PROTOCOL_NAMES[this.#version]}, ${kept}, keep-alive ${keepAlive}s${user})`,
+      `client ${quote(this.#clientId)} connected from ${this.#peer()}${via} over ${transport} ` +
+        `(${PROTOCOL_NAMES[this.#version]}, ${kept}, keep-alive ${keepAlive}s${user}${subject})`,
     );
   }
 

@@ -17,6 +17,7 @@ import {
   type LeafSchema,
   type ListSchema,
   SCHEMA,
+  type StringListSchema,
   type VariantsSchema,
 } from "./schema.ts";
 
@@ -162,6 +163,8 @@ function readField(schema: FieldSchema, node: Node | null, path: Path, at: numbe
       return readPairs(schema.fields, node, path);
     case "list":
       return readList(schema, node, path, at);
+    case "strings":
+      return readStrings(schema, node, path, at);
     default:
       return readLeaf(schema, node, path, at);
   }
@@ -226,6 +229,22 @@ function readList(schema: ListSchema, node: Node | null, path: Path, at: number)
   return { ok: true, value: values };
 }
 
+function readStrings(schema: StringListSchema, node: Node | null, path: Path, at: number): Read {
+  if (!isSeq(node)) return fail(at, path, `must be a list of strings (got ${describe(node)})`);
+  const values: string[] = [];
+  for (const [index, item] of (node.items as (Node | null)[]).entries()) {
+    const itemAt = item?.range?.[0] ?? at;
+    const value = isScalar(item) ? item.value : undefined;
+    if (typeof value !== "string" || value.trim() === "") {
+      return fail(itemAt, [...path, index], `must be a non-empty string (got ${describe(item)})`);
+    }
+    const wrong = schema.check?.(value);
+    if (wrong !== undefined) return fail(itemAt, [...path, index], `${wrong} (got ${describe(item)})`);
+    values.push(value);
+  }
+  return { ok: true, value: values };
+}
+
 /**
  * The item's `type` is read first, whatever its position, because it decides
  * which fields the rest of the item may have.
@@ -249,8 +268,15 @@ function readItem(schema: ListSchema, node: Node | null, path: Path, at: number)
     if (!read.ok) return read;
     type = read.value as string;
   }
-  const read = readPairs(schema.variants[type].fields, node, path, ["type"]);
+  const variant = schema.variants[type];
+  const read = readPairs(variant.fields, node, path, ["type"]);
   if (!read.ok) return read;
+  // The cast holds because readPairs built the value from this variant's fields.
+  const wrong = variant.check?.(read.value as Parameters<NonNullable<typeof variant.check>>[0]);
+  if (wrong !== undefined) {
+    const pair = node.items.find(({ key }) => isScalar(key) && key.value === wrong.field);
+    return fail((pair?.key as Node | undefined)?.range?.[0] ?? at, [...path, wrong.field], wrong.message);
+  }
   return { ok: true, value: { type, ...read.value as object } };
 }
 

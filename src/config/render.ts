@@ -47,6 +47,9 @@ function renderField(name: string, schema: FieldSchema, value: unknown, indent: 
         lines.push(...renderItem(schema, item, indent + INDENT));
       }
       break;
+    case "strings":
+      lines.push(`${indent}${name}: [${(value as string[]).map(scalar).join(", ")}]`);
+      break;
     default:
       lines.push(`${indent}${name}: ${scalar(value)}`);
   }

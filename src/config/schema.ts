@@ -9,6 +9,7 @@
  * @module
  */
 
+import { parseAddressRange } from "../transport/address_range.ts";
 import { formatAddress } from "../transport/connection.ts";
 
 /** An integer option, checked against an inclusive range. */
@@ -52,6 +53,16 @@ export interface EnumSchema<T extends string = string> {
   readonly default: T;
 }
 
+/** A list of strings, written as a YAML sequence; each entry is checked as a string option is. */
+export interface StringListSchema {
+  readonly kind: "strings";
+  /** One line saying what the option does; rendered as a comment. */
+  readonly doc: string;
+  readonly default: readonly string[];
+  /** Rules for each entry: returns what is wrong, or undefined when the entry is fine. */
+  check?(value: string): string | undefined;
+}
+
 /** An option holding a single YAML scalar. */
 export type LeafSchema = IntegerSchema | BooleanSchema | StringSchema | EnumSchema;
 
@@ -71,6 +82,11 @@ export interface VariantSchema<F extends FieldsSchema = FieldsSchema> {
   /** A few words naming the kind, rendered after it in the `type` comment. */
   readonly doc: string;
   readonly fields: F;
+  /**
+   * Rules between fields: returns the field at fault and what is wrong, or undefined when the item is fine.
+   * Method syntax makes the parameter bivariant, so every specific variant is still a VariantSchema.
+   */
+  check?(item: InferFields<F>): { field: keyof F & string; message: string } | undefined;
 }
 
 /** The kinds of list item, by the value of their `type` field. */
@@ -104,13 +120,14 @@ export interface ListSchema<V extends VariantsSchema = VariantsSchema> {
 }
 
 /** Any option or group of options. */
-export type FieldSchema = LeafSchema | SectionSchema | ListSchema;
+export type FieldSchema = LeafSchema | StringListSchema | SectionSchema | ListSchema;
 
 /** The TypeScript type of the values a schema accepts. */
 export type Infer<S> = S extends IntegerSchema<infer T> ? T
   : S extends EnumSchema<infer T> ? T
   : S extends BooleanSchema ? boolean
   : S extends StringSchema ? string
+  : S extends StringListSchema ? string[]
   : S extends SectionSchema<infer F> ? InferFields<F>
   : S extends ListSchema<infer V> ? Item<V>[]
   : never;
@@ -139,6 +156,10 @@ function string(schema: Omit<StringSchema, "kind">): StringSchema {
   return { kind: "string", ...schema };
 }
 
+function strings(schema: Omit<StringListSchema, "kind">): StringListSchema {
+  return { kind: "strings", ...schema };
+}
+
 function oneOf<const T extends string>(schema: Omit<EnumSchema<T>, "kind">): EnumSchema<T> {
   return { kind: "enum", ...schema };
 }
@@ -165,7 +186,41 @@ function listenerFields(port: number) {
       default: 0,
       doc: "Open connections on this listener at most; 0 leaves only limits.max_connections.",
     }),
+    proxy_protocol: boolean({
+      default: false,
+      doc: "Connections come through a proxy that starts each with a PROXY header (v1 or v2, as HAProxy " +
+        "sends): the client address in it replaces the proxy's.",
+    }),
+    proxy_trusted_sources: strings({
+      default: ["127.0.0.1", "::1"],
+      doc:
+        "With proxy_protocol: addresses or CIDR ranges of the proxies; a connection from elsewhere is closed.",
+      check: (text) => {
+        const range = parseAddressRange(text);
+        return typeof range === "string" ? range : undefined;
+      },
+    }),
   } as const;
+}
+
+/** The client certificate's identity where the proxy verified it, as a tcp or ws listener can only learn it. */
+const proxiedIdentity = {
+  use_identity_as_username: boolean({
+    default: false,
+    doc:
+      "With proxy_protocol: the CN of a client certificate the proxy verified (PROXY v2 SSL TLV) becomes " +
+      "the MQTT username.",
+  }),
+} as const;
+
+/** A listener that takes a certificate identity only from the PROXY header needs proxy_protocol for it. */
+function identityNeedsProxy(item: { proxy_protocol: boolean; use_identity_as_username: boolean }) {
+  return item.use_identity_as_username && !item.proxy_protocol
+    ? {
+      field: "use_identity_as_username" as const,
+      message: "needs proxy_protocol: true (here only the proxy can vouch for a client certificate)",
+    }
+    : undefined;
 }
 
 /** The server certificate of a listener that terminates TLS. */
@@ -198,7 +253,8 @@ export const SCHEMA = section("", {
     variants: {
       tcp: {
         doc: "MQTT over plain TCP",
-        fields: listenerFields(1883),
+        fields: { ...listenerFields(1883), ...proxiedIdentity },
+        check: identityNeedsProxy,
       },
       tls: {
         doc: "MQTT over TLS, optionally with client certificates",
@@ -222,7 +278,8 @@ export const SCHEMA = section("", {
       },
       ws: {
         doc: "MQTT over WebSocket",
-        fields: { ...listenerFields(8083), ...webSocketPath },
+        fields: { ...listenerFields(8083), ...webSocketPath, ...proxiedIdentity },
+        check: identityNeedsProxy,
       },
       wss: {
         doc: "MQTT over WebSocket over TLS, without client certificates",
@@ -381,13 +438,28 @@ export function defaultOf(schema: FieldSchema): unknown {
       );
     case "list":
       return [itemDefaults(schema, schema.defaultType)];
+    case "strings":
+      return [...schema.default];
     default:
       return schema.default;
   }
 }
 
 /** A list item of the given type with every field at its default. */
-function itemDefaults(schema: ListSchema, type: string): Record<string, unknown> {
+/** A listener of `type` with every option at its default except those given: for tests and tools. */
+export function listenerConfig<T extends ListenerConfig["type"]>(
+  type: T,
+  options: Partial<Extract<ListenerConfig, { type: T }>> = {},
+): Extract<ListenerConfig, { type: T }> {
+  // The cast holds because itemDefaults builds the item from this variant's fields.
+  const defaults = itemDefaults(SCHEMA.fields.listeners, type) as Extract<ListenerConfig, { type: T }>;
+  return { ...defaults, ...options };
+}
+
+function itemDefaults<V extends VariantsSchema>(
+  schema: ListSchema<V>,
+  type: string,
+): Record<string, unknown> {
   return { type, ...defaultOf(section("", schema.variants[type].fields)) };
 }
 

@@ -30,9 +30,15 @@ export function guard(log: Logger, connection: Connection, action: () => void): 
 export interface PeerInfo {
   /** Listener type the connection arrived on, for logs. */
   readonly transport: "tcp" | "tls" | "ws" | "wss";
+  /** The client's address: with a PROXY header, the one it names. */
   readonly address: string;
   readonly port: number;
-  /** The client certificate the TLS handshake verified, if any: part of the client's identity. */
+  /** The proxy the client came through, when a PROXY header named the client; for logs. */
+  readonly proxy?: { readonly address: string; readonly port: number };
+  /**
+   * The client certificate that was verified, if any: part of the client's identity. Verified in the TLS
+   * handshake, or by a proxy that says so in its PROXY header (which gives the CN only).
+   */
   readonly certificate?: { readonly subject: string; readonly commonName?: string };
 }
 

@@ -19,16 +19,23 @@ import {
   type PeerInfo,
 } from "./connection.ts";
 import { Outbox } from "./outbox.ts";
+import { type ProxiedPeer, ProxyHeaderReader, type ProxyOptions } from "./proxy.ts";
 
 /** How long close() waits for queued bytes to reach a peer that is not reading. */
 const CLOSE_LINGER_MS = 1000;
 
+/** Where a socket listener binds, and whether a PROXY header comes first. */
+export interface SocketListenerOptions {
+  readonly host: string;
+  readonly port: number;
+  readonly proxy?: ProxyOptions;
+}
+
 /** Binds and resolves once listening; rejects with node's error (its `code` says why: EADDRINUSE, ...). */
-export function listenTcp(host: string, port: number, accept: Acceptor, log: Logger): Promise<Listener> {
+export function listenTcp(options: SocketListenerOptions, accept: Acceptor, log: Logger): Promise<Listener> {
   return serveSockets(
     "tcp",
-    host,
-    port,
+    options,
     accept,
     log,
     (onSocket) => net.createServer({ noDelay: true }, onSocket),
@@ -41,8 +48,7 @@ export function listenTcp(host: string, port: number, accept: Acceptor, log: Log
  */
 export function serveSockets(
   type: PeerInfo["transport"],
-  host: string,
-  port: number,
+  { host, port, proxy }: SocketListenerOptions,
   accept: Acceptor,
   log: Logger,
   create: (onSocket: (socket: net.Socket) => void) => net.Server,
@@ -55,13 +61,15 @@ export function serveSockets(
   const ended = () => {
     if (--open === 0) drained?.();
   };
-  const server = create((socket) => {
-    const connection = new SocketConnection(socket, type, describe, log);
+  const serve = (socket: net.Socket, proxied?: ProxiedPeer, rest?: Uint8Array) => {
+    const connection = new SocketConnection(socket, type, describe, log, proxied);
     const handler = accept(connection);
     if (!handler) return void socket.destroy();
     open++;
-    connection.start(handler, ended);
-  });
+    connection.start(handler, ended, rest);
+  };
+  const reader = proxy ? new ProxyHeaderReader(proxy, type, log, serve) : undefined;
+  const server = create(reader ? (socket) => reader.read(socket) : (socket) => serve(socket));
   // node calls back from close() only once every connection has ended, so close() just stops accepting
   // and drained() waits for that callback.
   let closed: Promise<void> | undefined;
@@ -80,6 +88,7 @@ export function serveSockets(
         port: (server.address() as net.AddressInfo).port,
         close() {
           closed ??= new Promise((done) => server.close(() => done()));
+          reader?.dropPending();
           return Promise.resolve();
         },
         async drained() {
@@ -96,6 +105,7 @@ class SocketConnection implements Connection {
   readonly #socket: net.Socket;
   readonly #type: PeerInfo["transport"];
   readonly #describe: (socket: net.Socket) => Partial<PeerInfo>;
+  readonly #proxied: ProxiedPeer | undefined;
   readonly #log: Logger;
   readonly #outbox: Outbox;
   #closing = false;
@@ -105,10 +115,12 @@ class SocketConnection implements Connection {
     type: PeerInfo["transport"],
     describe: (socket: net.Socket) => Partial<PeerInfo>,
     log: Logger,
+    proxied?: ProxiedPeer,
   ) {
     this.#socket = socket;
     this.#type = type;
     this.#describe = describe;
+    this.#proxied = proxied;
     this.#log = log;
     this.#outbox = new Outbox((bytes) => {
       if (!socket.destroyed) socket.write(bytes);
@@ -124,6 +136,7 @@ class SocketConnection implements Connection {
       address: this.#socket.remoteAddress ?? "unknown",
       port: this.#socket.remotePort ?? 0,
       ...this.#describe(this.#socket),
+      ...this.#proxied,
     };
   }
 
@@ -149,14 +162,15 @@ class SocketConnection implements Connection {
     this.#socket.once("close", () => clearTimeout(linger));
   }
 
-  /** Feeds the handler until the socket closes, then tells it and `ended`, once. */
-  start(handler: ConnectionHandler, ended: () => void): void {
+  /** Feeds the handler (`first`, then what the socket reads) until it closes, then tells it and `ended`, once. */
+  start(handler: ConnectionHandler, ended: () => void, first?: Uint8Array): void {
     const socket = this.#socket;
-    socket.on("data", (chunk: Uint8Array) => {
+    const data = (chunk: Uint8Array) => {
       // node:net reads each chunk into fresh memory (measured), so it is handed over as it is, a Buffer. (A
       // plain Uint8Array view of it cost fan-in QoS 0 about a quarter of its throughput in Deno 2.9.)
       if (!guard(this.#log, this, () => handler.data(chunk))) socket.destroy();
-    });
+    };
+    socket.on("data", data);
     socket.on("error", ignore);
     socket.once("close", () => {
       this.#closing = true;
@@ -164,6 +178,8 @@ class SocketConnection implements Connection {
       guard(this.#log, this, () => handler.closed());
       ended();
     });
+    // What arrived with a PROXY header, past it.
+    if (first !== undefined && first.length > 0) data(first);
   }
 }
 

@@ -16,6 +16,7 @@ import { serveSockets } from "./tcp.ts";
 /** A TLS listener that cannot start; `message` is the one line to show (it names the file). */
 export class TlsSetupError extends Error {}
 
+/** `config`'s host and port are where it binds (a PROXY front may have put the listener elsewhere). */
 export async function listenTls(config: TlsListenerConfig, accept: Acceptor, log: Logger): Promise<Listener> {
   const { cert, key } = await loadServerCertificate(config);
   const ca = config.ca_file === "" ? undefined : await readPem(config.ca_file, "ca_file");
@@ -29,7 +30,7 @@ export async function listenTls(config: TlsListenerConfig, accept: Acceptor, log
     rejectUnauthorized: config.require_client_certificate,
   };
   const handshakeFailed = oncePerKind(log);
-  return serveSockets("tls", config.host, config.port, accept, log, (onSocket) => {
+  return serveSockets("tls", config, accept, log, (onSocket) => {
     const server = tls.createServer(options, (socket) => {
       socket.setNoDelay(true);
       onSocket(socket);

@@ -4,7 +4,7 @@
  * keeps Deno's resource and op sanitizers meaningful.
  */
 
-import { type Config, DEFAULT_CONFIG } from "../../src/config/schema.ts";
+import { type Config, DEFAULT_CONFIG, listenerConfig } from "../../src/config/schema.ts";
 import { createLogger } from "../../src/observe/log.ts";
 import { type Server, type ServerOptions, startServer } from "../../src/server.ts";
 import { until } from "./wait.ts";
@@ -50,7 +50,7 @@ export async function startBroker(
     Object.assign(config[section as keyof Config], values);
   }
   // One plain TCP listener on a free port unless the test names its own (use port 0 there too).
-  config.listeners = overrides.listeners ?? [{ type: "tcp", host: "127.0.0.1", port: 0, max_connections: 0 }];
+  config.listeners = overrides.listeners ?? [listenerConfig("tcp", { port: 0 })];
   const logs: string[] = [];
   const server = await startServer(config, createLogger("debug", (line) => logs.push(line)), options);
   const sessions = server.broker.sessions;

@@ -1,0 +1,233 @@
+/**
+ * The PROXY protocol (v1 and v2, as HAProxy sends it) in front of any listener. The header names the client
+ * behind the proxy; that address, and a client certificate the proxy verified, replace the proxy's in the
+ * connection's PeerInfo, so logs, auth and metrics see the client and no protocol code changes.
+ *
+ * On a tcp listener the header is read off the socket and MQTT follows on the same socket. TLS and
+ * WebSocket listeners cannot be handed a socket that has been read from (Deno's node:tls loses bytes read
+ * ahead, and Deno.serve takes no sockets at all), so for them a front socket reads the header and relays the
+ * rest to the real listener, bound to a free loopback port; the relay's port tells whose connection it is.
+ */
+
+import net from "node:net";
+import { type Logger, oncePerKind } from "../observe/log.ts";
+import { type AddressRange, inRange } from "./address_range.ts";
+import { type Acceptor, type Connection, formatAddress, type Listener, type PeerInfo } from "./connection.ts";
+import { parseProxyHeader, verifiedCommonName } from "./proxy_protocol.ts";
+
+/** How long a relay waits for its client to take the last bytes once the listener has closed. */
+const CLOSE_LINGER_MS = 1000;
+
+export interface ProxyOptions {
+  /** The proxies: only these may connect. */
+  readonly trusted: readonly AddressRange[];
+  /** How long a connection has to send its header, milliseconds. */
+  readonly timeoutMs: number;
+}
+
+/** What a PROXY header says about the connection: the fields of PeerInfo it replaces. */
+export type ProxiedPeer = Pick<PeerInfo, "address" | "port" | "proxy" | "certificate">;
+
+/** Called with the client a header named and the bytes that followed the header. */
+export type ProxiedSocket = (socket: net.Socket, peer: ProxiedPeer, rest: Uint8Array) => void;
+
+/**
+ * Reads the PROXY header of each socket given to `read`, then hands the socket to `serve` with what was read
+ * past the header. A socket from an untrusted address, or whose header is missing, malformed or late, is
+ * closed with one log line (per reason and address: a misconfigured client retrying must not flood the log).
+ * A LOCAL header, a proxy's health check, is closed quietly.
+ */
+export class ProxyHeaderReader {
+  readonly #options: ProxyOptions;
+  readonly #type: PeerInfo["transport"];
+  readonly #log: Logger;
+  readonly #serve: ProxiedSocket;
+  readonly #refused: (kind: string, line: string) => void;
+  /** Sockets still sending their header: a stopping listener closes them rather than wait for them. */
+  readonly #pending = new Set<net.Socket>();
+
+  constructor(options: ProxyOptions, type: PeerInfo["transport"], log: Logger, serve: ProxiedSocket) {
+    this.#options = options;
+    this.#type = type;
+    this.#log = log;
+    this.#serve = serve;
+    this.#refused = oncePerKind(log);
+  }
+
+  read(socket: net.Socket): void {
+    const from = socket.remoteAddress ?? "unknown";
+    const fromPort = socket.remotePort ?? 0;
+    const refuse = (why: string) => {
+      this.#refused(
+        `${why} ${from}`,
+        `${this.#type} connection from ${formatAddress(from, fromPort)} closed: ${why}`,
+      );
+      socket.destroy();
+    };
+    socket.on("error", ignore);
+    if (!this.#options.trusted.some((range) => inRange(range, from))) {
+      return refuse("not a trusted proxy (listener's proxy_trusted_sources)");
+    }
+    let read: Uint8Array | undefined;
+    const stop = () => {
+      clearTimeout(timer);
+      socket.off("data", onData);
+      this.#pending.delete(socket);
+    };
+    const timeoutMs = this.#options.timeoutMs;
+    const timer = setTimeout(() => {
+      stop();
+      refuse(`no PROXY header within ${timeoutMs / 1000} s`);
+    }, timeoutMs);
+    socket.once("close", stop);
+    const onData = (chunk: Uint8Array) => {
+      read = read ? concat(read, chunk) : chunk;
+      const parsed = parseProxyHeader(read);
+      if (parsed.kind === "incomplete") return;
+      stop();
+      if (parsed.kind === "invalid") return refuse(`bad PROXY header: ${parsed.reason}`);
+      const header = parsed.header;
+      if (header.command === "local") {
+        if (this.#log.debugEnabled) {
+          this.#log.debug(`${this.#type} health check from proxy ${formatAddress(from, fromPort)}`);
+        }
+        return void socket.destroy();
+      }
+      const proxy = { address: from, port: fromPort };
+      const commonName = verifiedCommonName(header);
+      // A header without an address (v1 UNKNOWN, v2 UNSPEC or unix) leaves the proxy's own in place.
+      const peer: ProxiedPeer = {
+        ...(header.source ? { ...header.source, proxy } : proxy),
+        ...(commonName !== undefined ? { certificate: { subject: `CN=${commonName}`, commonName } } : {}),
+      };
+      socket.off("error", ignore);
+      socket.off("close", stop);
+      // Synchronously, so that no chunk is emitted between this listener and the next one.
+      this.#serve(socket, peer, read.subarray(parsed.length));
+    };
+    this.#pending.add(socket);
+    socket.on("data", onData);
+  }
+
+  /** Closes the sockets still sending their header. */
+  dropPending(): void {
+    for (const socket of this.#pending) socket.destroy();
+  }
+}
+
+/**
+ * Serves a TLS or WebSocket listener behind a PROXY front: `open` starts the real listener on `127.0.0.1`
+ * with the acceptor it is given, and `config`'s host and port are the front's.
+ */
+export async function listenBehindProxy(
+  front: { readonly type: PeerInfo["transport"]; readonly host: string; readonly port: number },
+  options: ProxyOptions,
+  open: (host: string, port: number, accept: Acceptor) => Promise<Listener>,
+  accept: Acceptor,
+  log: Logger,
+): Promise<Listener> {
+  /** The client behind each relay, by the relay's local port. */
+  const relays = new Map<number, ProxiedPeer>();
+  const inner = await open("127.0.0.1", 0, (connection) => {
+    const peer = relays.get(connection.peer.port);
+    // Anyone else who finds the loopback port is no client of this listener.
+    if (!peer) return null;
+    return accept(
+      new ProxiedConnection(connection, {
+        ...connection.peer,
+        ...peer,
+        certificate: connection.peer.certificate ?? peer.certificate,
+      }),
+    );
+  });
+  const relay: ProxiedSocket = (socket, peer, rest) => {
+    const upstream = net.connect({ host: "127.0.0.1", port: inner.port, noDelay: true });
+    let localPort: number | undefined;
+    upstream.once("connect", () => {
+      localPort = upstream.localPort;
+      if (localPort !== undefined) relays.set(localPort, peer);
+    });
+    socket.setNoDelay(true);
+    if (rest.length > 0) upstream.write(rest);
+    // pipe() passes each end on, so what the listener sent before it closed still reaches the client.
+    socket.pipe(upstream);
+    upstream.pipe(socket);
+    socket.on("error", ignore);
+    upstream.on("error", ignore);
+    socket.once("close", () => upstream.destroy());
+    upstream.once("close", () => {
+      if (localPort !== undefined) relays.delete(localPort);
+      if (socket.destroyed) return;
+      // A client that does not read never lets the end finish; do not wait for it forever.
+      const linger = setTimeout(() => socket.destroy(), CLOSE_LINGER_MS);
+      socket.once("close", () => clearTimeout(linger));
+    });
+  };
+  const reader = new ProxyHeaderReader(options, front.type, log, relay);
+  const server = net.createServer({ noDelay: true }, (socket) => reader.read(socket));
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen({ host: front.host, port: front.port }, () => {
+        server.off("error", reject);
+        resolve();
+      });
+    });
+  } catch (error) {
+    await inner.close();
+    await inner.drained();
+    throw error;
+  }
+  let closed: Promise<void> | undefined;
+  return {
+    type: front.type,
+    host: front.host,
+    port: (server.address() as net.AddressInfo).port,
+    close() {
+      closed ??= new Promise((done) => server.close(() => done()));
+      reader.dropPending();
+      return inner.close();
+    },
+    async drained() {
+      await inner.drained();
+      await closed;
+    },
+  };
+}
+
+/** A connection of the real listener, as its client: the proxied peer in place of the relay's address. */
+class ProxiedConnection implements Connection {
+  readonly peer: PeerInfo;
+  readonly #relayed: Connection;
+
+  constructor(relayed: Connection, peer: PeerInfo) {
+    this.#relayed = relayed;
+    this.peer = peer;
+  }
+
+  get buffered(): number {
+    return this.#relayed.buffered;
+  }
+
+  write(bytes: Uint8Array): void {
+    this.#relayed.write(bytes);
+  }
+
+  writeEdited(bytes: Uint8Array, at: number, value: number, flags: number): void {
+    this.#relayed.writeEdited(bytes, at, value, flags);
+  }
+
+  close(): void {
+    this.#relayed.close();
+  }
+}
+
+function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
+  const out = new Uint8Array(a.length + b.length);
+  out.set(a);
+  out.set(b, a.length);
+  return out;
+}
+
+/** A reset before or during the header: the socket is closed and nothing else needs to know. */
+function ignore(): void {}
