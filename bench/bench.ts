@@ -6,6 +6,7 @@
  *
  * The `stalled` row needs a client the generator does not have, one that stops reading: the bench opens
  * it itself (a few hand-written MQTT 3.1.1 packets over Deno.connect) and reads the broker's RSS around it.
+ * The transport rows need TLS and WebSocket, which only bench/loadgen speaks: transports.ts sets them up.
  */
 
 import { dirname, join, relative } from "node:path";

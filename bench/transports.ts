@@ -6,7 +6,7 @@
 
 import { type BenchCerts, benchCerts } from "./certs.ts";
 import { type Generator, loadgenGenerator, SetupError } from "./generator.ts";
-import type { Transport } from "./loadgen/options.ts";
+import { type Transport, usesTls } from "./loadgen/options.ts";
 import type { BrokerPlan, ListenerPorts } from "./peers.ts";
 import { ROW_TRANSPORTS, type Scenario } from "./scenarios.ts";
 
@@ -34,7 +34,7 @@ export async function prepareTransports(
     note(`transport rows: generator ${generator.kind} ${generator.path} (${generator.version})`);
   }
   let certs: BenchCerts | null = null;
-  if (wanted.includes("tls") || wanted.includes("wss")) {
+  if (wanted.some(usesTls)) {
     try {
       certs = await benchCerts(dirs.cacheDir);
     } catch (error) {
@@ -73,7 +73,6 @@ export function loadTarget(
   if (transport === undefined) return { generator: main, port: ports.tcp, extraArgs: [] };
   const port = ports[transport];
   if (setup.generator === null || port === undefined) return `no ${transport} listener for this row`;
-  const secure = transport === "tls" || transport === "wss";
-  const extraArgs = secure && setup.certs !== null ? ["--cafile", setup.certs.ca] : [];
+  const extraArgs = usesTls(transport) && setup.certs !== null ? ["--cafile", setup.certs.ca] : [];
   return { generator: setup.generator, port, extraArgs };
 }

@@ -7,6 +7,11 @@
 export const TRANSPORTS = ["tcp", "tls", "ws", "wss"] as const;
 export type Transport = typeof TRANSPORTS[number];
 
+/** Whether `transport` runs over TLS, and so needs the broker's certificate trusted. */
+export function usesTls(transport: Transport): boolean {
+  return transport === "tls" || transport === "wss";
+}
+
 /** The Deno permissions the generator runs with (sockets, /proc through `cat`, its worker processes). */
 export const LOADGEN_PERMISSIONS: readonly string[] = [
   "--allow-net",
