@@ -6,12 +6,13 @@
  *
  * The `stalled` row needs a client the generator does not have, one that stops reading: the bench opens
  * it itself (a few hand-written MQTT 3.1.1 packets over Deno.connect) and reads the broker's RSS around it.
+ * The transport rows need TLS and WebSocket, which only bench/loadgen speaks: transports.ts sets them up.
  */
 
 import { dirname, join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
 import { findGenerator, type Generator, runGenerator, SetupError } from "./generator.ts";
-import { type BrokerPlan, HOST, prepareBroker, RunningBroker } from "./peers.ts";
+import { type BrokerPlan, HOST, type PeerContext, prepareBroker, RunningBroker } from "./peers.ts";
 import {
   type BrokerEntry,
   field,
@@ -26,9 +27,11 @@ import {
   runFlags,
   type RunRecord,
   servedRate,
+  unservedNotes,
   writeResults,
 } from "./report.ts";
 import { HELP, type Options, parseOptions, type Scenario, scenariosFor, UsageError } from "./scenarios.ts";
+import { loadTarget, prepareTransports, runsScenario, type TransportSetup } from "./transports.ts";
 
 const REPO_ROOT = dirname(dirname(fileURLToPath(import.meta.url)));
 const CACHE_DIR = join(REPO_ROOT, "bench", ".cache");
@@ -105,23 +108,37 @@ async function main(argv: string[]): Promise<number> {
   const startedAt = new Date();
   const machine = await machineInfo();
   let generator: Generator;
+  let transports: TransportSetup;
+  const note = (line: string) => progress.note(`bench: ${line}`);
+  await Deno.mkdir(CACHE_DIR, { recursive: true });
   try {
     generator = await findGenerator({
       repoRoot: REPO_ROOT,
       explicit: options.generator,
       envPath: Deno.env.get("MQTTLOAD"),
       warn: (line) => progress.note(`bench: warning: ${line}`),
-      note: (line) => progress.note(`bench: ${line}`),
+      note,
     });
+    progress.note(`bench: generator ${generator.kind} ${generator.path} (${generator.version})`);
+    transports = await prepareTransports(
+      scenarios,
+      generator,
+      { repoRoot: REPO_ROOT, cacheDir: CACHE_DIR },
+      note,
+    );
   } catch (error) {
     if (error instanceof SetupError) return fail(error.message, 2);
     throw error;
   }
-  progress.note(`bench: generator ${generator.kind} ${generator.path} (${generator.version})`);
 
-  await Deno.mkdir(CACHE_DIR, { recursive: true });
-  const { entries, plans } = await prepareBrokers(options, progress);
-  const runs = await runAll(plans, entries, scenarios, generator, progress);
+  const { entries, plans } = await prepareBrokers(options, {
+    repoRoot: REPO_ROOT,
+    cacheDir: CACHE_DIR,
+    transports: transports.wanted,
+    certs: transports.certs,
+    note,
+  });
+  const runs = await runAll(plans, entries, scenarios, { generator, transports }, progress);
   progress.finish();
   if (live.abort.signal.aborted) return 130;
 
@@ -134,7 +151,8 @@ async function main(argv: string[]): Promise<number> {
     mode: options.quick ? "quick" : "full",
     pubTime: options.pubTime,
     machine,
-    generator: { kind: generator.kind, path: generator.path, version: generator.version },
+    generator: generatorInfo(generator),
+    transportGenerator: transports.generator === null ? null : generatorInfo(transports.generator),
     brokers: entries,
     scenarios,
     runs,
@@ -151,26 +169,29 @@ async function main(argv: string[]): Promise<number> {
   return vyomaClean && !vyomaFailedToPrepare ? 0 : 1;
 }
 
-/** Finds and prepares each broker asked for; a missing peer is skipped with one line saying how to get it. */
+function generatorInfo({ kind, path, version }: Generator): Report["generator"] {
+  return { kind, path, version };
+}
+
+/**
+ * Finds and prepares each broker asked for; a missing peer is skipped with one line saying how to get it,
+ * and a transport a broker will not serve with one line saying why.
+ */
 async function prepareBrokers(
   options: Options,
-  progress: Progress,
+  context: PeerContext,
 ): Promise<{ entries: BrokerEntry[]; plans: BrokerPlan[] }> {
   const entries: BrokerEntry[] = [];
   const plans: BrokerPlan[] = [];
-  const context = {
-    repoRoot: REPO_ROOT,
-    cacheDir: CACHE_DIR,
-    note: (l: string) => progress.note(`bench: ${l}`),
-  };
   for (const name of options.brokers) {
     const prepared = await prepareBroker(name, context);
     if (prepared.ok) {
-      const { version, runtime } = prepared.plan;
+      const { version, runtime, unserved } = prepared.plan;
       plans.push(prepared.plan);
-      entries.push({ name, version, runtime, skipped: null, config: null, starts: [] });
+      entries.push({ name, version, runtime, skipped: null, config: null, starts: [], unserved });
+      for (const line of unservedNotes(name, unserved)) context.note(line);
     } else {
-      progress.note(`bench: skipping ${name}: ${prepared.reason}`);
+      context.note(`skipping ${name}: ${prepared.reason}`);
       entries.push({
         name,
         version: name,
@@ -178,10 +199,17 @@ async function prepareBrokers(
         skipped: prepared.reason,
         config: null,
         starts: [],
+        unserved: {},
       });
     }
   }
   return { entries, plans };
+}
+
+/** The generators a bench run uses: the main one, and what the transport rows need. */
+interface Load {
+  generator: Generator;
+  transports: TransportSetup;
 }
 
 /**
@@ -192,16 +220,16 @@ async function runAll(
   plans: BrokerPlan[],
   entries: BrokerEntry[],
   scenarios: Scenario[],
-  generator: Generator,
+  load: Load,
   progress: Progress,
 ): Promise<RunRecord[]> {
   const runs: RunRecord[] = [];
-  const total = plans.length * scenarios.length;
+  const total = plans.reduce((n, plan) => n + scenarios.filter((s) => runsScenario(plan, s)).length, 0);
   let index = 0;
   for (const plan of plans) {
     const entry = entries.find((e) => e.name === plan.name)!;
     let startError: string | null = null;
-    for (const scenario of scenarios) {
+    for (const scenario of scenarios.filter((s) => runsScenario(plan, s))) {
       index++;
       if (live.abort.signal.aborted) break;
       progress.step(`[${index}/${total}] ${plan.name} ${scenario.name} ...`);
@@ -213,7 +241,7 @@ async function runAll(
         progress.done("not run: broker did not start");
         continue;
       }
-      const run = await runOne(generator, live.broker, scenario);
+      const run = await runOne(load, live.broker, scenario);
       if (live.abort.signal.aborted) break;
       runs.push(run);
       progress.done(outcome(scenario, run));
@@ -239,7 +267,8 @@ async function restart(plan: BrokerPlan, entry: BrokerEntry): Promise<string | n
     throw error;
   }
   entry.config ??= live.broker.config;
-  entry.starts.push({ port: live.broker.port, pid: live.broker.pid });
+  const { port, pid, ports } = live.broker;
+  entry.starts.push(plan.transports.length > 1 ? { port, pid, ports } : { port, pid });
   // A fresh broker settles too: its RSS before the first connection is the baseline for per-connection RSS.
   await new Promise((resolve) => setTimeout(resolve, SETTLE_MS));
   return null;
@@ -251,10 +280,10 @@ async function stopBroker(): Promise<void> {
   await broker?.stop();
 }
 
-async function runOne(generator: Generator, broker: RunningBroker, scenario: Scenario): Promise<RunRecord> {
+async function runOne(load: Load, broker: RunningBroker, scenario: Scenario): Promise<RunRecord> {
   return scenario.kind === "stalled"
-    ? await runStalled(generator, broker, scenario)
-    : await runLoad(generator, broker, scenario);
+    ? await runStalled(load, broker, scenario)
+    : await runLoad(load, broker, scenario);
 }
 
 /**
@@ -263,7 +292,7 @@ async function runOne(generator: Generator, broker: RunningBroker, scenario: Sce
  * since closing it lets the broker free whatever it held for it). The socket is closed whatever happens.
  */
 async function runStalled(
-  generator: Generator,
+  load: Load,
   broker: RunningBroker,
   scenario: Scenario,
 ): Promise<RunRecord> {
@@ -281,7 +310,7 @@ async function runStalled(
   }
   try {
     const rssBeforeKb = await readRssKb(broker.pid);
-    const run = await runLoad(generator, broker, scenario);
+    const run = await runLoad(load, broker, scenario);
     const rssAfterKb = await readRssKb(broker.pid);
     // Without both readings the row has no figure: say so rather than show "?" on a clean-looking run.
     const unread = rssBeforeKb === null || rssAfterKb === null
@@ -293,20 +322,23 @@ async function runStalled(
   }
 }
 
-async function runLoad(generator: Generator, broker: RunningBroker, scenario: Scenario): Promise<RunRecord> {
+async function runLoad(load: Load, broker: RunningBroker, scenario: Scenario): Promise<RunRecord> {
+  const target = loadTarget(load.transports, load.generator, broker.ports, scenario);
+  if (typeof target === "string") return notRun(broker.name, scenario, target);
   const args = [
     "--host",
     HOST,
     "--port",
-    String(broker.port),
+    String(target.port),
     "--broker-pid",
     String(broker.pid),
     "--label",
     broker.name,
     ...scenario.args,
+    ...target.extraArgs,
   ];
   const out = await runGenerator(
-    generator,
+    target.generator,
     args,
     scenario.durationMax + GENERATOR_SLACK_S,
     live.abort.signal,
@@ -335,6 +367,7 @@ function outcome(scenario: Scenario, run: RunRecord): string {
   let figure: string;
   switch (scenario.kind) {
     case "throughput":
+    case "transport":
       figure = `${formatInt(field(run, "recv_rate") ?? 0)} msg/s`;
       break;
     case "stalled": {

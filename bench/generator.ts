@@ -65,20 +65,28 @@ export async function findGenerator(options: FindOptions): Promise<Generator> {
       options.warn(`${error.message}; trying bench/loadgen instead`);
     }
   }
-  const loadgen = join(options.repoRoot, "bench", "loadgen", "main.ts");
-  if (await exists(loadgen)) {
-    const sources = await loadgenSources(dirname(loadgen));
-    return {
-      kind: "vyoma-loadgen",
-      path: relative(options.repoRoot, loadgen),
-      version: `source sha256 ${await hashFiles(sources)}`,
-      argv: [Deno.execPath(), "run", ...LOADGEN_PERMISSIONS, loadgen],
-    };
-  }
+  const loadgen = await loadgenGenerator(options.repoRoot);
+  if (loadgen !== null) return loadgen;
   throw new SetupError(
     "no load generator found: set MQTTLOAD or --generator to an mqttload binary, put shared/tools/mqttload " +
       "beside the repository, or add bench/loadgen/main.ts",
   );
+}
+
+/**
+ * Our own generator, bench/loadgen/main.ts, or null when the checkout has none. The transport rows run it
+ * whichever generator the rest of the bench uses, since mqttload speaks plain TCP only.
+ */
+export async function loadgenGenerator(repoRoot: string): Promise<Generator | null> {
+  const loadgen = join(repoRoot, "bench", "loadgen", "main.ts");
+  if (!(await exists(loadgen))) return null;
+  const sources = await loadgenSources(dirname(loadgen));
+  return {
+    kind: "vyoma-loadgen",
+    path: relative(repoRoot, loadgen),
+    version: `source sha256 ${await hashFiles(sources)}`,
+    argv: [Deno.execPath(), "run", ...LOADGEN_PERMISSIONS, loadgen],
+  };
 }
 
 /** `<ancestor>/shared/tools/mqttload` for the nearest ancestor of the repository root that has one. */
@@ -225,7 +233,8 @@ function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
   return true;
 }
 
-function lastLine(bytes: Uint8Array): string {
+/** The last line of a command's output. */
+export function lastLine(bytes: Uint8Array): string {
   return new TextDecoder().decode(bytes).trim().split("\n").at(-1) ?? "";
 }
 

@@ -5,7 +5,9 @@
 
 import { join } from "node:path";
 import type { GeneratorInfo } from "./generator.ts";
-import type { BrokerName, Scenario } from "./scenarios.ts";
+import type { Transport } from "./loadgen/options.ts";
+import type { ListenerPorts } from "./peers.ts";
+import { type BrokerName, type Scenario, sizeLabel, transportBaseline } from "./scenarios.ts";
 
 export interface MachineInfo {
   nproc: number;
@@ -26,7 +28,9 @@ export interface BrokerEntry {
   /** Config of its first start, for the record. */
   config: string | null;
   /** Every start: the first, one per fresh scenario, one after a crash. */
-  starts: { port: number; pid: number }[];
+  starts: { port: number; pid: number; ports?: ListenerPorts }[];
+  /** Transports of the selected transport rows that this broker was not started with, and why. */
+  unserved: Partial<Record<Transport, string>>;
 }
 
 /** One generator run against one broker. */
@@ -64,6 +68,8 @@ export interface Report {
   pubTime: number;
   machine: MachineInfo;
   generator: GeneratorInfo;
+  /** The generator of the transport rows (vyoma-loadgen, whatever `generator` is); null when none ran. */
+  transportGenerator: GeneratorInfo | null;
   brokers: BrokerEntry[];
   scenarios: Scenario[];
   runs: RunRecord[];
@@ -90,7 +96,7 @@ const EXIT_MEANING: Record<number, string> = {
 
 /**
  * Why a run does not measure what it should: GEN when the generator used at least as much CPU as the
- * broker (throughput and stalled runs; latency runs are rate-limited on purpose and conns runs report no
+ * broker (throughput, stalled and transport runs; latency runs are rate-limited on purpose and conns runs report no
  * broker CPU), LOSS for lost or duplicated QoS 1 messages, ERR for a generator exit other than 0 or a
  * bench-side error.
  */
@@ -109,7 +115,9 @@ export function runFlags(scenario: Scenario, run: RunRecord): Flag[] {
   if (scenario.qos === 1 && (lost > 0 || dups > 0)) {
     flags.push({ code: "LOSS", detail: `${lost} lost, ${dups} dups` });
   }
-  if ((scenario.kind === "throughput" || scenario.kind === "stalled") && run.result !== null) {
+  const loaded = scenario.kind === "throughput" || scenario.kind === "stalled" ||
+    scenario.kind === "transport";
+  if (loaded && run.result !== null) {
     const gen = field(run, "gen_cpu_s");
     const broker = field(run, "broker_cpu_s");
     if (broker === null) {
@@ -137,6 +145,7 @@ export function primaryValue(scenario: Scenario, run: RunRecord | undefined): nu
   if (run === undefined || run.result === null) return null;
   switch (scenario.kind) {
     case "throughput":
+    case "transport":
       return positive(field(run, "recv_rate"));
     case "stalled": {
       const growth = rssGrowthMb(run);
@@ -202,7 +211,8 @@ export function figureText(scenario: Scenario, run: RunRecord | undefined): stri
   if (run === undefined) return "-";
   if (run.result === null) return "failed";
   switch (scenario.kind) {
-    case "throughput": {
+    case "throughput":
+    case "transport": {
       const rate = field(run, "recv_rate");
       return rate === null ? "?" : formatInt(rate);
     }
@@ -267,8 +277,11 @@ export const CONNECT_RATE_TARGET = 10_000;
  */
 export const STALLED_GROWTH_LIMIT_MB = 64;
 
-/** The issue's target for `scenario`, judged on Vyoma's run against the peers' (throughput: the faster one). */
-export function targetFor(scenario: Scenario, runs: ReadonlyMap<BrokerName, RunRecord>): TargetCheck {
+/**
+ * The issue's target for `scenario`, judged on Vyoma's run against the peers' (throughput: the faster one);
+ * null for a row without one (the transport rows are informative ratios).
+ */
+export function targetFor(scenario: Scenario, runs: ReadonlyMap<BrokerName, RunRecord>): TargetCheck | null {
   const vyoma = runs.get("vyoma");
   const mine = primaryValue(scenario, vyoma);
   const check = (rule: string, value: string, met: boolean | null) => ({
@@ -326,7 +339,14 @@ export function targetFor(scenario: Scenario, runs: ReadonlyMap<BrokerName, RunR
         mine !== null && all && mine <= RSS_PER_CONN_LIMIT,
       );
     }
+    case "transport":
+      return null;
   }
+}
+
+/** Every target of the report's rows, in table order. */
+export function targets(report: Report): TargetCheck[] {
+  return report.scenarios.flatMap((s) => targetFor(s, runsFor(report, s.name)) ?? []);
 }
 
 export function formatTarget(t: TargetCheck): string {
@@ -384,28 +404,109 @@ export function renderTable(report: Report): string {
     "flags",
   ];
   const rows: string[][] = [];
-  for (const scenario of report.scenarios) {
+  for (const scenario of report.scenarios.filter((s) => s.kind !== "transport")) {
     const runs = runsFor(report, scenario.name);
     const mine = primaryValue(scenario, runs.get("vyoma"));
-    const flags = brokers.flatMap((b) => {
-      const run = runs.get(b);
-      return run === undefined ? [] : runFlags(scenario, run).map((f) => `${b}:${flagText(f)}`);
-    });
+    const target = targetFor(scenario, runs);
     rows.push([
       scenario.name,
       ...brokers.map((b) => figureText(scenario, runs.get(b))),
       ...(hasVyoma ? peers.map((p) => formatRatio(ratio(mine, primaryValue(scenario, runs.get(p))))) : []),
-      ...(hasVyoma ? [formatTarget(targetFor(scenario, runs))] : []),
-      flags.join(" "),
+      ...(hasVyoma ? [target === null ? "-" : formatTarget(target)] : []),
+      flagsCell(brokers, scenario, runs),
     ]);
   }
+  const out = [...headerLines(report).map((l) => `# ${l}`)];
+  if (rows.length > 0) out.push("", ...aligned(head, rows));
+  if (hasVyoma) out.push("", summaryLine(report));
+  const transport = transportSection(report);
+  if (transport.length > 0) out.push("", ...transport);
+  return out.join("\n");
+}
+
+/** Rows under a head, figures right-aligned, the first and last columns left-aligned. */
+function aligned(head: string[], rows: string[][]): string[] {
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
   const line = (cells: string[]) =>
     cells.map((c, i) => (i === 0 || i === cells.length - 1 ? c.padEnd(widths[i]) : c.padStart(widths[i])))
       .join("  ").trimEnd();
-  const out = [...headerLines(report).map((l) => `# ${l}`), "", line(head), ...rows.map(line)];
-  if (hasVyoma) out.push("", summaryLine(report));
-  return out.join("\n");
+  return [line(head), ...rows.map(line)];
+}
+
+function flagsCell(
+  brokers: BrokerName[],
+  scenario: Scenario,
+  runs: ReadonlyMap<BrokerName, RunRecord>,
+): string {
+  return brokers.flatMap((b) => {
+    const run = runs.get(b);
+    return run === undefined ? [] : runFlags(scenario, run).map((f) => `${b}:${flagText(f)}`);
+  }).join(" ");
+}
+
+// ---- transport rows ----
+
+/** Brokers with a run of any transport row, in column order. */
+export function transportColumns(report: Report): BrokerName[] {
+  const names = new Set(report.scenarios.filter((s) => s.kind === "transport").map((s) => s.name));
+  return columns(report).filter((b) => report.runs.some((r) => r.broker === b && names.has(r.scenario)));
+}
+
+/** A transport row's msg/s over the same broker's tcp row's: what the transport costs, 1.00x for tcp. */
+export function transportRatio(report: Report, scenario: Scenario, broker: BrokerName): number | null {
+  const runs = (name: string) => runsFor(report, name).get(broker);
+  const base = report.scenarios.find((s) => s.name === transportBaseline(scenario));
+  return base === undefined
+    ? null
+    : ratio(primaryValue(scenario, runs(scenario.name)), primaryValue(base, runs(base.name)));
+}
+
+/** A transport row's cell: its figure, or why the broker did not run it. */
+function transportFigure(report: Report, scenario: Scenario, broker: BrokerName): string {
+  const run = runsFor(report, scenario.name).get(broker);
+  const unserved = report.brokers.find((b) => b.name === broker)?.unserved[scenario.transport ?? "tcp"];
+  return run === undefined && unserved !== undefined ? "skipped" : figureText(scenario, run);
+}
+
+/** One line per reason `broker` does not serve some transports: `mosquitto: no ws, wss rows: <why>`. */
+export function unservedNotes(broker: BrokerName, unserved: Partial<Record<Transport, string>>): string[] {
+  const reasons = new Map<string, Transport[]>();
+  for (const [transport, why] of Object.entries(unserved) as [Transport, string][]) {
+    reasons.set(why, [...(reasons.get(why) ?? []), transport]);
+  }
+  return [...reasons].map(([why, transports]) => `${broker}: no ${transports.join(", ")} rows: ${why}`);
+}
+
+/**
+ * The transport rows' own table: msg/s and the ratio to the same broker's tcp row, for every broker that ran
+ * them, then one line per reason a transport was skipped. Empty when no transport row was selected.
+ */
+export function transportSection(report: Report): string[] {
+  const scenarios = report.scenarios.filter((s) => s.kind === "transport");
+  if (scenarios.length === 0) return [];
+  const brokers = transportColumns(report);
+  const g = report.transportGenerator;
+  const head = ["transport row", ...brokers.flatMap((b) => [b, `${b}/tcp`]), "flags"];
+  const rows = scenarios.map((s) => [
+    s.name,
+    ...brokers.flatMap((b) => [transportFigure(report, s, b), formatRatio(transportRatio(report, s, b))]),
+    flagsCell(brokers, s, runsFor(report, s.name)),
+  ]);
+  const notes = report.brokers.filter((b) => b.skipped === null).flatMap((b) =>
+    unservedNotes(b.name, b.unserved)
+  );
+  const loads = new Set(
+    scenarios.map((s) => `${s.pattern}-${s.clients}-q${s.qos}-${sizeLabel(s.size ?? 0)}`),
+  );
+  const load = [...loads].join(" and ");
+  const generator = g === null ? "none" : `${g.kind} (${g.version})`;
+  return [
+    `# transport rows: the load of ${load} over each transport, msg/s received, and each over the same ` +
+    `broker's tcp row; generator ${generator} for all, tcp included; informative, no target`,
+    "",
+    ...aligned(head, rows),
+    ...(notes.length > 0 ? ["", ...notes] : []),
+  ];
 }
 
 function flagText(f: Flag): string {
@@ -416,7 +517,7 @@ function flagText(f: Flag): string {
 
 /** "targets met: 3 of 28 (2 n/a); Vyoma runs clean: 27 of 28". */
 export function summaryLine(report: Report): string {
-  const checks = report.scenarios.map((s) => targetFor(s, runsFor(report, s.name)));
+  const checks = targets(report);
   const met = checks.filter((c) => c.met === true).length;
   const undecided = checks.filter((c) => c.met === null).length;
   const vyomaRuns = report.runs.filter((r) => r.broker === "vyoma");
@@ -428,8 +529,13 @@ export function summaryLine(report: Report): string {
     const s = report.scenarios.find((x) => x.name === r.scenario);
     return s === undefined || !runFlags(s, r).some((f) => f.code === "LOSS");
   });
-  return `targets met: ${met} of ${checks.length}${undecided > 0 ? ` (${undecided} n/a)` : ""}; ` +
-    `QoS 1 loss: ${lossFree ? "none" : "YES"}; Vyoma runs clean: ${clean} of ${vyomaRuns.length}`;
+  // Only transport rows selected: they have no targets, so there is nothing to count.
+  const metPart = checks.length === 0
+    ? ""
+    : `targets met: ${met} of ${checks.length}${undecided > 0 ? ` (${undecided} n/a)` : ""}; `;
+  return `${metPart}QoS 1 loss: ${
+    lossFree ? "none" : "YES"
+  }; Vyoma runs clean: ${clean} of ${vyomaRuns.length}`;
 }
 
 // ---- JSON ----
@@ -443,7 +549,16 @@ export function resultsJson(report: Report): unknown {
       const scenario = report.scenarios.find((s) => s.name === r.scenario);
       return { ...r, flags: scenario === undefined ? [] : runFlags(scenario, r) };
     }),
-    targets: report.scenarios.map((s) => targetFor(s, runsFor(report, s.name))),
+    targets: targets(report),
+    transportRatios: report.scenarios.filter((s) => s.kind === "transport").flatMap((s) =>
+      transportColumns(report).map((broker) => ({
+        scenario: s.name,
+        broker,
+        transport: s.transport,
+        recvRate: primaryValue(s, runsFor(report, s.name).get(broker)),
+        ratioToTcp: transportRatio(report, s, broker),
+      }))
+    ),
     summary: summaryLine(report),
   };
 }
@@ -597,14 +712,22 @@ export function linearTicks(max: number): number[] {
   return ticks;
 }
 
-function barFor(scenario: Scenario, broker: BrokerName, run: RunRecord | undefined): Bar {
+function barFor(report: Report, scenario: Scenario, broker: BrokerName): Bar {
+  const run = runsFor(report, scenario.name).get(broker);
   const flags = run === undefined ? [] : runFlags(scenario, run).map((f) => f.code);
   const suffix = flags.length > 0 ? ` [${flags.join(",")}]` : "";
   const value = primaryValue(scenario, run);
-  if (run === undefined || run.result === null) return { broker, value: null, text: `no result${suffix}` };
+  if (run === undefined || run.result === null) {
+    const figure = scenario.kind === "transport" ? transportFigure(report, scenario, broker) : "";
+    return { broker, value: null, text: figure === "skipped" ? figure : `no result${suffix}` };
+  }
   switch (scenario.kind) {
     case "throughput":
       return { broker, value, text: `${figureText(scenario, run)} msg/s${suffix}` };
+    case "transport": {
+      const r = formatRatio(transportRatio(report, scenario, broker));
+      return { broker, value, text: `${figureText(scenario, run)} msg/s, ${r} tcp${suffix}` };
+    }
     case "stalled":
       // The bar is the growth itself: the ratio's floor would draw a shrinking RSS as a small growth.
       return { broker, value: rssGrowthMb(run), text: `${figureText(scenario, run)}${suffix}` };
@@ -624,11 +747,11 @@ function barFor(scenario: Scenario, broker: BrokerName, run: RunRecord | undefin
 
 export function renderSvg(report: Report): string {
   const brokers = columns(report);
-  const groupsOf = (pick: (s: Scenario) => boolean): Group[] =>
-    report.scenarios.filter(pick).map((s) => {
-      const runs = runsFor(report, s.name);
-      return { label: s.name, bars: brokers.map((b) => barFor(s, b, runs.get(b))) };
-    });
+  const groupsOf = (pick: (s: Scenario) => boolean, among = brokers): Group[] =>
+    report.scenarios.filter(pick).map((s) => ({
+      label: s.name,
+      bars: among.map((b) => barFor(report, s, b)),
+    }));
   const sections: [string, Group[], "log" | "linear", { value: number; label: string }?][] = [
     [
       `Throughput: messages received per second (log scale; closed loop, ${report.pubTime} s per run)`,
@@ -657,6 +780,11 @@ export function renderSvg(report: Report): string {
       groupsOf((s) => s.kind === "conns" && s.fresh),
       "linear",
       { value: RSS_PER_CONN_LIMIT, label: `target <= ${formatInt(RSS_PER_CONN_LIMIT)} B` },
+    ],
+    [
+      "Transports: messages received per second, and the ratio to the same broker's tcp row (vyoma-loadgen)",
+      groupsOf((s) => s.kind === "transport", transportColumns(report)),
+      "linear",
     ],
   ];
   const m = report.machine;

@@ -7,22 +7,26 @@
  *
  * One row, `stalled-q0`, adds a subscriber the bench opens itself and then never reads from, to see whether
  * the broker's memory stays bounded when a subscriber stops reading (the runner does that part).
+ *
+ * The transport rows run one throughput load over TCP, TLS, WebSocket and WebSocket over TLS, all through
+ * vyoma-loadgen (mqttload speaks TCP only), so that each is read against the same generator's TCP row.
  */
 
 import { parseArgs } from "node:util";
+import type { Transport } from "./loadgen/options.ts";
 
-export type ScenarioKind = "throughput" | "stalled" | "latency" | "conns";
+export type ScenarioKind = "throughput" | "stalled" | "latency" | "conns" | "transport";
 export type Pattern = "fanin" | "fanout" | "pairwise";
 
 export interface Scenario {
   /**
    * Stable name used in the table, the JSON and `--only`: `fanin-8-q0-16B`, `stalled-q0`, `latency-q1`,
-   * `conns-1000`.
+   * `conns-1000`, `transport-fanin-tls`.
    */
   readonly name: string;
   readonly kind: ScenarioKind;
   /**
-   * Throughput, stalled and latency only. A `stalled` run is its throughput twin plus one subscriber to `#`
+   * Throughput, stalled, latency and transport only. A `stalled` run is its throughput twin plus one subscriber to `#`
    * that the bench opens and never reads from; the generator's own subscriber keeps reading.
    */
   readonly pattern?: Pattern;
@@ -32,7 +36,12 @@ export interface Scenario {
   readonly size?: number;
   /** Needs a freshly started broker: per-connection RSS means nothing on a heap grown by earlier runs. */
   readonly fresh: boolean;
-  /** Generator arguments, without --host, --port, --broker-pid and --label (the runner adds those). */
+  /** Transport rows only: how the generator reaches the broker (every other row uses plain TCP). */
+  readonly transport?: Transport;
+  /**
+   * Generator arguments, without --host, --port, --broker-pid and --label (the runner adds those, and
+   * --cafile for TLS).
+   */
   readonly args: readonly string[];
   /** The generator's own bound (--duration-max), seconds; the runner kills it some time after this. */
   readonly durationMax: number;
@@ -59,6 +68,11 @@ const UNBOUNDED_COUNT = "100000000";
 /** The memory row: fan-in's load while one more subscriber stops reading. */
 export const STALLED_NAME = "stalled-q0";
 
+/** Transport rows: these loads (8 clients, QoS 0, 16 B) over each transport. */
+const TRANSPORT_PATTERNS = ["fanin", "fanout"] as const;
+/** The transports in table order; the first, plain TCP, is what the others are compared with. */
+export const ROW_TRANSPORTS: readonly Transport[] = ["tcp", "tls", "ws", "wss"];
+
 /** The names --quick runs when no --only is given. */
 export const QUICK_NAMES: readonly string[] = [
   "fanin-8-q0-16B",
@@ -70,6 +84,7 @@ export const QUICK_NAMES: readonly string[] = [
   STALLED_NAME,
   "latency-q1",
   "conns-1000",
+  ...ROW_TRANSPORTS.map((t) => `transport-fanin-${t}`),
 ];
 
 export function sizeLabel(bytes: number): string {
@@ -89,6 +104,9 @@ export function allScenarios(pubTime: number): Scenario[] {
   out.push(stalled(pubTime));
   for (const qos of QOS_LEVELS) out.push(latency(qos));
   out.push(conns(1000, 1, false), conns(10_000, 2, true));
+  for (const pattern of TRANSPORT_PATTERNS) {
+    for (const transport of ROW_TRANSPORTS) out.push(transportRow(pattern, transport, pubTime));
+  }
   return out;
 }
 
@@ -127,6 +145,23 @@ function throughput(pattern: Pattern, clients: number, qos: 0 | 1, size: number,
  */
 function stalled(pubTime: number): Scenario {
   return { ...throughput("fanin", 8, 0, 16, pubTime), name: STALLED_NAME, kind: "stalled", fresh: true };
+}
+
+/** `<pattern>-8-q0-16B`'s load over `transport`. */
+function transportRow(pattern: Pattern, transport: Transport, pubTime: number): Scenario {
+  const load = throughput(pattern, 8, 0, 16, pubTime);
+  return {
+    ...load,
+    name: `transport-${pattern}-${transport}`,
+    kind: "transport",
+    transport,
+    args: [...load.args, "--transport", transport],
+  };
+}
+
+/** The name of the row a transport row is compared with: the same load over plain TCP. */
+export function transportBaseline(scenario: Scenario): string {
+  return `transport-${scenario.pattern}-${ROW_TRANSPORTS[0]}`;
 }
 
 function latency(qos: 0 | 1): Scenario {
@@ -200,7 +235,7 @@ export interface Options {
 export class UsageError extends Error {}
 
 const SCENARIO_NAMES = "names: {fanin,fanout,pairwise}-{8,100}-q{0,1}-{16B,1KiB}, stalled-q0, " +
-  "latency-q{0,1}, conns-1000, conns-10000";
+  "latency-q{0,1}, conns-1000, conns-10000, transport-{fanin,fanout}-{tcp,tls,ws,wss}";
 
 export const HELP =
   `deno task bench [options]: Vyoma against Mosquitto and Aedes, same scenarios, same load generator
@@ -212,11 +247,12 @@ scenarios against it, prints a table of figures and ratios, and writes bench/res
 Options:
   --quick               development mode: throughput runs publish for ${QUICK_PUB_TIME} s instead of ${FULL_PUB_TIME} s,
                         and only ${QUICK_NAMES.slice(0, 4).join(", ")},
-                        ${QUICK_NAMES.slice(4).join(", ")}
+                        ${QUICK_NAMES.slice(4, 9).join(", ")},
+                        ${QUICK_NAMES.slice(9).join(", ")}
   --brokers LIST        brokers to run, comma-separated (default: ${BROKERS.join(",")})
   --only LIST           scenarios by name or prefix, comma-separated, e.g. fanin,latency or fanout-100-q1
                         (chosen from the full matrix, with --quick too)
-  --pub-time S          publish time of throughput and stalled runs, seconds (default ${FULL_PUB_TIME}, ${QUICK_PUB_TIME} with --quick)
+  --pub-time S          publish time of throughput, stalled and transport runs, seconds (default ${FULL_PUB_TIME}, ${QUICK_PUB_TIME} with --quick)
   --generator PATH      load generator binary taking mqttload's flags (default: $MQTTLOAD, else
                         ../shared/tools/mqttload built into bench/.cache, else bench/loadgen/main.ts)
   --help                this text
@@ -224,7 +260,9 @@ Options:
 Scenarios: {fanin,fanout,pairwise}-{8,100}-q{0,1}-{16B,1KiB} (closed-loop throughput), stalled-q0
 (fanin-8-q0-16B plus a subscriber to # that stops reading, on a fresh broker: broker RSS growth),
 latency-q0 and latency-q1 (8 pairs at ${LATENCY_RATE} msg/s each), conns-1000 (connect rate), conns-10000
-(idle connections on a fresh broker: RSS per connection).
+(idle connections on a fresh broker: RSS per connection), transport-{fanin,fanout}-{tcp,tls,ws,wss}
+(fanin-8-q0-16B and fanout-8-q0-16B over TCP, TLS, WebSocket and WebSocket over TLS, all through
+bench/loadgen whatever --generator says, each against the tcp row; brokers that serve only TCP skip them).
 Exit: 0 when every Vyoma run was clean, 1 when one was not, 2 on bad usage or a setup failure.`;
 
 /** Parses the bench's argv; throws UsageError with one line for anything wrong. */

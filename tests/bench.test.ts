@@ -14,10 +14,12 @@ import {
   parseOptions,
   QUICK_NAMES,
   QUICK_PUB_TIME,
+  ROW_TRANSPORTS,
   type Scenario,
   scenariosFor,
   selectScenarios,
   STALLED_NAME,
+  transportBaseline,
   UsageError,
 } from "../bench/scenarios.ts";
 import {
@@ -39,7 +41,10 @@ import {
   type RunRecord,
   STALLED_GROWTH_LIMIT_MB,
   summaryLine,
+  type TargetCheck,
   targetFor,
+  transportRatio,
+  transportSection,
 } from "../bench/report.ts";
 import { connectPacket, parseVmRssKb, splitPacket, subscribePacket } from "../bench/bench.ts";
 import { findGenerator, parseJsonLine, SetupError, withFdLimit } from "../bench/generator.ts";
@@ -49,6 +54,13 @@ function scenario(name: string): Scenario {
   const found = allScenarios(FULL_PUB_TIME).find((s) => s.name === name);
   assert.ok(found, `no scenario ${name}`);
   return found;
+}
+
+/** The target of a row that has one. */
+function target(s: Scenario, runs: ReadonlyMap<BrokerName, RunRecord>): TargetCheck {
+  const t = targetFor(s, runs);
+  assert.ok(t, `${s.name} has no target`);
+  return t;
 }
 
 function argValue(s: Scenario, flag: string): string | undefined {
@@ -128,8 +140,9 @@ Deno.test("bench options: bad input is a UsageError, not a crash", () => {
 Deno.test("scenarios: the full matrix, every name once", () => {
   const names = allScenarios(FULL_PUB_TIME).map((s) => s.name);
   assert.equal(new Set(names).size, names.length);
-  // 3 patterns x 2 client counts x 2 QoS x 2 sizes, 1 stalled run, 2 latency runs, 2 connection runs.
-  assert.equal(names.length, 29);
+  // 3 patterns x 2 client counts x 2 QoS x 2 sizes, 1 stalled run, 2 latency runs, 2 connection runs,
+  // 2 loads x 4 transports.
+  assert.equal(names.length, 37);
   for (
     const n of [
       "fanin-8-q0-16B",
@@ -138,6 +151,8 @@ Deno.test("scenarios: the full matrix, every name once", () => {
       "stalled-q0",
       "latency-q0",
       "conns-10000",
+      "transport-fanin-tcp",
+      "transport-fanout-wss",
     ]
   ) {
     assert.ok(names.includes(n), n);
@@ -224,12 +239,40 @@ Deno.test("scenarios: --quick runs the short list unless --only says otherwise",
   assert.deepEqual(scenariosFor(parseOptions(["--quick"])).map((s) => s.name), [...QUICK_NAMES]);
   const picked = scenariosFor(parseOptions(["--quick", "--only", "conns-10000"]));
   assert.deepEqual(picked.map((s) => s.name), ["conns-10000"]);
-  assert.equal(scenariosFor(parseOptions([])).length, 29);
+  assert.equal(scenariosFor(parseOptions([])).length, 37);
   const quick = scenariosFor(parseOptions(["--quick"])).map((s) => s.name);
   assert.deepEqual(quick.slice(5, 8), ["pairwise-8-q1-16B", "stalled-q0", "latency-q1"]);
   assert.deepEqual(scenariosFor(parseOptions(["--quick", "--only", "stalled"])).map((s) => s.name), [
     "stalled-q0",
   ]);
+});
+
+Deno.test("scenarios: transport rows are fanin- and fanout-8-q0-16B over each transport, last in the table", () => {
+  const all = allScenarios(FULL_PUB_TIME);
+  const rows = all.filter((s) => s.kind === "transport");
+  assert.deepEqual(
+    rows.map((s) => s.name),
+    ["fanin", "fanout"].flatMap((p) => ROW_TRANSPORTS.map((t) => `transport-${p}-${t}`)),
+  );
+  assert.deepEqual(all.slice(-rows.length), rows);
+  for (const row of rows) {
+    const load = scenario(`${row.pattern}-8-q0-16B`);
+    assert.deepEqual(row.args, [...load.args, "--transport", row.transport!], row.name);
+    assert.deepEqual([row.clients, row.qos, row.size, row.durationMax], [8, 0, 16, load.durationMax]);
+    assert.equal(row.fresh, false);
+    assert.equal(transportBaseline(row), `transport-${row.pattern}-tcp`);
+  }
+  // Reachable by prefix; the throughput names do not catch them.
+  const names = (only: string[]) => selectScenarios(all, only).map((s) => s.name);
+  assert.equal(names(["transport"]).length, 8);
+  assert.deepEqual(names(["transport-fanout"]), ROW_TRANSPORTS.map((t) => `transport-fanout-${t}`));
+  assert.ok(!names(["fanin"]).some((n) => n.startsWith("transport")));
+  assert.equal(argValue(allScenarios(2).find((s) => s.name === "transport-fanin-ws")!, "--pub-time"), "2");
+  // --quick runs the fan-in four.
+  assert.deepEqual(
+    scenariosFor(parseOptions(["--quick"])).filter((s) => s.kind === "transport").map((s) => s.name),
+    ROW_TRANSPORTS.map((t) => `transport-fanin-${t}`),
+  );
 });
 
 // ---- generator and peer helpers ----
@@ -279,15 +322,43 @@ Deno.test("generator and brokers run under a raised descriptor limit, exec'd so 
 });
 
 Deno.test("peer configs: loopback port, Vyoma's queue bound as Mosquitto's unlimited one", () => {
-  const vyoma = vyomaConfig(41234);
+  const vyoma = vyomaConfig({ tcp: 41234 }, null);
   assert.match(vyoma, /port: 41234/);
   assert.match(vyoma, /max_queued_messages: 1000000/);
   assert.match(vyoma, /max_connections: 20000/);
   assert.match(vyoma, /level: warn/);
-  const mosquitto = mosquittoConfig(41235);
+  assert.equal(vyoma.match(/- type:/g)?.length, 1);
+  const mosquitto = mosquittoConfig({ tcp: 41235 }, null);
   assert.match(mosquitto, /^listener 41235 127\.0\.0\.1$/m);
   assert.match(mosquitto, /^max_queued_messages 0$/m);
   assert.match(mosquitto, /^set_tcp_nodelay true$/m);
+  assert.equal(mosquitto.match(/^listener /gm)?.length, 1);
+});
+
+Deno.test("peer configs: a listener per transport for the transport rows, TLS ones with the certificates", () => {
+  const certs = { cert: "bench/.cache/certs/server.pem", key: "bench/.cache/certs/server.key" };
+  const vyoma = vyomaConfig({ tcp: 1, tls: 2, ws: 3, wss: 4 }, certs);
+  const listeners = vyoma.slice(vyoma.indexOf("listeners:"), vyoma.indexOf("limits:"));
+  assert.equal(
+    listeners,
+    [
+      "listeners:",
+      ...["  - type: tcp", "    host: 127.0.0.1", "    port: 1"],
+      ...["  - type: tls", "    host: 127.0.0.1", "    port: 2"],
+      ...[`    cert_file: ${certs.cert}`, `    key_file: ${certs.key}`],
+      ...["  - type: ws", "    host: 127.0.0.1", "    port: 3", "    path: /mqtt"],
+      ...["  - type: wss", "    host: 127.0.0.1", "    port: 4", "    path: /mqtt"],
+      ...[`    cert_file: ${certs.cert}`, `    key_file: ${certs.key}`, ""],
+    ].join("\n"),
+  );
+  assert.throws(() => vyomaConfig({ tcp: 1, wss: 4 }, null), /wss listener needs certificates/);
+  const mosquitto = mosquittoConfig({ tcp: 1, tls: 2 }, certs);
+  assert.match(mosquitto, /^listener 1 127\.0\.0\.1$/m);
+  // After the global options, which apply to every listener.
+  assert.match(
+    mosquitto,
+    /^log_type warning\n# TLS.*\nlistener 2 127\.0\.0\.1\ncertfile .*server\.pem\nkeyfile .*server\.key\n$/m,
+  );
 });
 
 // ---- figures, ratios, flags, targets ----
@@ -370,17 +441,17 @@ Deno.test("report: stalled-q0's target is Vyoma's RSS growth within 64 MB, whate
   const s = scenario("stalled-q0");
   const only = (r: RunRecord) => new Map<BrokerName, RunRecord>([["vyoma", r]]);
   const limitKb = STALLED_GROWTH_LIMIT_MB * 1024;
-  const ok = targetFor(s, only(stalledRun("vyoma", 50_000, 50_000 + limitKb)));
+  const ok = target(s, only(stalledRun("vyoma", 50_000, 50_000 + limitKb)));
   assert.deepEqual([ok.rule, ok.value, ok.met], ["bounded, <=64 MB", "+64.0 MB", true]);
-  const miss = targetFor(s, only(stalledRun("vyoma", 50_000, 50_001 + limitKb)));
+  const miss = target(s, only(stalledRun("vyoma", 50_000, 50_001 + limitKb)));
   assert.equal(miss.met, false);
-  assert.equal(targetFor(s, only(stalledRun("vyoma", 50_000, 40_000))).met, true);
-  const unread = targetFor(s, only(stalledRun("vyoma", null, 40_000)));
+  assert.equal(target(s, only(stalledRun("vyoma", 50_000, 40_000))).met, true);
+  const unread = target(s, only(stalledRun("vyoma", null, 40_000)));
   assert.deepEqual([unread.value, unread.met], ["no result", false]);
   // RSS read but no generator result: there was no load, so no verdict either.
-  const noLoad = targetFor(s, only({ ...stalledRun("vyoma", 1, 2), result: null, exitCode: null }));
+  const noLoad = target(s, only({ ...stalledRun("vyoma", 1, 2), result: null, exitCode: null }));
   assert.deepEqual([noLoad.value, noLoad.met], ["no result", false]);
-  assert.equal(targetFor(s, new Map()).met, false);
+  assert.equal(target(s, new Map()).met, false);
 });
 
 Deno.test("report: flags say when a run did not measure the broker", () => {
@@ -422,11 +493,11 @@ Deno.test("report: targets compare with the faster peer, latency with Mosquitto"
       ["aedes", run("aedes", s.name, throughputResult(150))],
     ] as const,
   );
-  const t = targetFor(s, runs);
+  const t = target(s, runs);
   assert.equal(t.value, "2.00x");
   assert.equal(t.met, false); // needs 2.5x of aedes' 150
-  assert.equal(targetFor(scenario("fanin-8-q1-16B"), runs).met, true); // QoS 1 needs 2x
-  assert.equal(targetFor(s, new Map([["vyoma", runs.get("vyoma")!]])).met, null);
+  assert.equal(target(scenario("fanin-8-q1-16B"), runs).met, true); // QoS 1 needs 2x
+  assert.equal(target(s, new Map([["vyoma", runs.get("vyoma")!]])).met, null);
 
   const lat = scenario("latency-q1");
   const latRuns = (mine: number) =>
@@ -436,8 +507,8 @@ Deno.test("report: targets compare with the faster peer, latency with Mosquitto"
         ["mosquitto", run("mosquitto", lat.name, { p50_us: 10, p99_us: 100 })],
       ] as const,
     );
-  assert.equal(targetFor(lat, latRuns(150)).met, true);
-  assert.equal(targetFor(lat, latRuns(151)).met, false);
+  assert.equal(target(lat, latRuns(150)).met, true);
+  assert.equal(target(lat, latRuns(151)).met, false);
 
   const idle = scenario("conns-10000");
   const idleRun = (connected: number, perConn: number) =>
@@ -445,17 +516,24 @@ Deno.test("report: targets compare with the faster peer, latency with Mosquitto"
       "vyoma",
       run("vyoma", idle.name, { connected, requested: 10000, broker_rss_per_conn_b: perConn }),
     ]]);
-  assert.equal(targetFor(idle, idleRun(10000, 6144)).met, true);
-  assert.equal(targetFor(idle, idleRun(10000, 6200)).met, false);
-  assert.equal(targetFor(idle, idleRun(9999, 100)).met, false);
+  assert.equal(target(idle, idleRun(10000, 6144)).met, true);
+  assert.equal(target(idle, idleRun(10000, 6200)).met, false);
+  assert.equal(target(idle, idleRun(9999, 100)).met, false);
   const rate = scenario("conns-1000");
   assert.equal(
-    targetFor(rate, new Map([["vyoma", run("vyoma", rate.name, { connect_rate: 12000 })]])).met,
+    target(rate, new Map([["vyoma", run("vyoma", rate.name, { connect_rate: 12000 })]])).met,
     true,
   );
 });
 
 // ---- table, JSON and SVG ----
+
+/** Transport rows' fan-in msg/s in the fake report (fan-out: three times as many); absent: not served. */
+const TRANSPORT_RATES: Record<BrokerName, Partial<Record<string, number>>> = {
+  vyoma: { tcp: 1_000_000, tls: 800_000, ws: 600_000, wss: 300_000 },
+  mosquitto: { tcp: 100_000, tls: 90_000 },
+  aedes: {},
+};
 
 function fakeReport(): Report {
   const scenarios = allScenarios(FULL_PUB_TIME);
@@ -478,10 +556,15 @@ function fakeReport(): Report {
           broker_rss_per_conn_b: 2000 / factor,
         }));
       }
+      const rate = s.kind === "transport" ? TRANSPORT_RATES[broker][s.transport!] : undefined;
+      if (rate !== undefined) {
+        runs.push(run(broker, s.name, throughputResult(rate * (s.pattern === "fanout" ? 3 : 1))));
+      }
     }
   }
   // One broken peer run, with characters that must be escaped in XML.
-  runs[runs.length - 1] = run("aedes", "conns-10000", { error: `refused <&> "x"` }, 3);
+  const broken = runs.findIndex((r) => r.broker === "aedes" && r.scenario === "conns-10000");
+  runs[broken] = run("aedes", "conns-10000", { error: `refused <&> "x"` }, 3);
   return {
     started: "2026-11-25T00:00:00Z",
     finished: "2026-11-25T00:12:00Z",
@@ -498,8 +581,21 @@ function fakeReport(): Report {
       loadavg: [1, 2, 3],
     },
     generator: { kind: "mqttload", path: "/x/mqttload", version: "source sha256 abc" },
+    transportGenerator: {
+      kind: "vyoma-loadgen",
+      path: "bench/loadgen/main.ts",
+      version: "source sha256 def",
+    },
     brokers: [
-      { name: "vyoma", version: "vyoma 0.1.0", runtime: "deno 2.9.6", skipped: null, config: "", starts: [] },
+      {
+        name: "vyoma",
+        version: "vyoma 0.1.0",
+        runtime: "deno 2.9.6",
+        skipped: null,
+        config: "",
+        starts: [],
+        unserved: {},
+      },
       {
         name: "mosquitto",
         version: "mosquitto version 2.0.11",
@@ -507,8 +603,17 @@ function fakeReport(): Report {
         skipped: null,
         config: "",
         starts: [],
+        unserved: { ws: "binds every interface", wss: "binds every interface" },
       },
-      { name: "aedes", version: "aedes 1.2.0", runtime: "node v20", skipped: null, config: "", starts: [] },
+      {
+        name: "aedes",
+        version: "aedes 1.2.0",
+        runtime: "node v20",
+        skipped: null,
+        config: "",
+        starts: [],
+        unserved: { tls: "plain TCP only", ws: "plain TCP only", wss: "plain TCP only" },
+      },
     ],
     scenarios,
     runs,
@@ -540,7 +645,46 @@ Deno.test("table: one row per scenario with figures, both ratios, target and fla
   assert.ok(lines.some((l) => l.includes("lower") || l.includes("below 1 is better")));
   assert.ok(lines.some((l) => l.startsWith("# ratios:") && /stalled-q0 \(ratio of RSS growth\)/.test(l)));
   assert.ok(lines.some((l) => l.startsWith("# target:") && l.includes("RSS growth <= 64 MB")));
-  assert.match(summaryLine(report), /^targets met: \d+ of 29; QoS 1 loss: none; Vyoma runs clean: 29 of 29$/);
+  assert.match(summaryLine(report), /^targets met: \d+ of 29; QoS 1 loss: none; Vyoma runs clean: 37 of 37$/);
+});
+
+Deno.test("table: transport rows in their own section, each against the same broker's tcp row", () => {
+  const report = fakeReport();
+  const text = renderTable(report);
+  const [main, section] = text.split("# transport rows:");
+  assert.ok(!main.includes("transport-"), "not in the main table");
+  assert.match(section, /fanin-8-q0-16B and fanout-8-q0-16B/);
+  assert.match(section, /generator vyoma-loadgen \(source sha256 def\)/);
+  const lines = section.split("\n");
+  const head = lines.find((l) => l.startsWith("transport row"))!;
+  assert.match(head, /^transport row\s+vyoma\s+vyoma\/tcp\s+mosquitto\s+mosquitto\/tcp\s+flags$/);
+  const row = (name: string) => lines.find((l) => l.startsWith(`${name} `))!;
+  assert.match(row("transport-fanin-tcp"), /1,000,000\s+1\.00x\s+100,000\s+1\.00x$/);
+  assert.match(row("transport-fanin-tls"), /800,000\s+0\.80x\s+90,000\s+0\.90x$/);
+  assert.match(row("transport-fanout-wss"), /900,000\s+0\.30x\s+skipped\s+-$/);
+  // Aedes ran none: no column, one line saying why.
+  assert.ok(lines.includes("aedes: no tls, ws, wss rows: plain TCP only"));
+  assert.ok(lines.includes("mosquitto: no ws, wss rows: binds every interface"));
+  const wss = report.scenarios.find((s) => s.name === "transport-fanin-wss")!;
+  assert.equal(transportRatio(report, wss, "vyoma"), 0.3);
+  assert.equal(transportRatio(report, wss, "mosquitto"), null);
+  // Without its tcp row a transport row has no ratio.
+  report.runs = report.runs.filter((r) => r.scenario !== "transport-fanin-tcp");
+  assert.equal(transportRatio(report, wss, "vyoma"), null);
+  // No transport row selected: no section.
+  report.scenarios = report.scenarios.filter((s) => s.kind !== "transport");
+  assert.deepEqual(transportSection(report), []);
+  assert.ok(!renderTable(report).includes("# transport rows"));
+});
+
+Deno.test("table: with only transport rows, no empty main table and no targets to count", () => {
+  const report = fakeReport();
+  report.scenarios = report.scenarios.filter((s) => s.kind === "transport");
+  report.runs = report.runs.filter((r) => r.scenario.startsWith("transport-"));
+  const text = renderTable(report);
+  assert.ok(!text.split("\n").some((l) => l.startsWith("scenario ")));
+  assert.match(summaryLine(report), /^QoS 1 loss: none; Vyoma runs clean: 8 of 8$/);
+  assert.equal(targetFor(report.scenarios[0], new Map()), null);
 });
 
 Deno.test("table: a skipped peer loses its columns and says why in the header", () => {
@@ -558,6 +702,26 @@ Deno.test("results JSON carries every raw run, its flags and the targets", () =>
   assert.equal(json.runs.length, report.runs.length);
   assert.equal(json.generator.kind, "mqttload");
   assert.equal(json.targets.length, 29);
+  assert.equal(json.transportGenerator.kind, "vyoma-loadgen");
+  assert.deepEqual(json.brokers[2].unserved, {
+    tls: "plain TCP only",
+    ws: "plain TCP only",
+    wss: "plain TCP only",
+  });
+  // Eight rows for each broker that ran them: Vyoma and Mosquitto.
+  assert.equal(json.transportRatios.length, 16);
+  assert.deepEqual(
+    json.transportRatios.find((r: { scenario: string; broker: string }) =>
+      r.scenario === "transport-fanout-ws" && r.broker === "vyoma"
+    ),
+    {
+      scenario: "transport-fanout-ws",
+      broker: "vyoma",
+      transport: "ws",
+      recvRate: 1_800_000,
+      ratioToTcp: 0.6,
+    },
+  );
   const stalled = json.runs.find((r: RunRecord) => r.broker === "vyoma" && r.scenario === "stalled-q0");
   assert.deepEqual(stalled.stalled, {
     clientId: "bench-stalled-0123abcd",
@@ -635,6 +799,17 @@ Deno.test("svg: a section of RSS growth bars for the stalled subscriber, one per
   const report = fakeReport();
   report.scenarios = report.scenarios.filter((s) => s.kind !== "stalled");
   assert.ok(!renderSvg(report).includes(title));
+});
+
+Deno.test("svg: a section of transport bars with their ratio to tcp, for the brokers that ran them", () => {
+  const svg = renderSvg(fakeReport());
+  const start = svg.indexOf("Transports: messages received per second");
+  assert.ok(start > svg.indexOf("Idle connections: "), "the last section");
+  const section = svg.slice(start);
+  assert.ok(section.includes("<title>vyoma: 600,000 msg/s, 0.60x tcp</title>"));
+  assert.ok(section.includes("<title>mosquitto: 90,000 msg/s, 0.90x tcp</title>"));
+  assert.ok(section.includes(">mosquitto: skipped</text>"));
+  assert.ok(!section.includes("aedes"));
 });
 
 Deno.test("svg: stays well-formed with missing results and a single broker", () => {

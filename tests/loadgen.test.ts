@@ -36,7 +36,9 @@ import {
   type RunFacts,
   scenarioExit,
 } from "../bench/loadgen/report.ts";
+import { listenerConfig } from "../src/config/schema.ts";
 import { startBroker } from "./helpers/broker.ts";
+import { tlsFiles } from "./helpers/certs.ts";
 
 const ENV = { pid: 4242, cpus: 4 };
 
@@ -100,6 +102,9 @@ Deno.test("loadgen flags: defaults, both value spellings, verbose and help", () 
   ]);
   assert.equal(options("--conns", "50").scenario, "conns");
   assert.equal(options("--inflight", "70000").inflight, 65000, "capped like mqttload's");
+  assert.deepEqual([o.transport, o.cafile, o.wsPath], ["tcp", "", "/mqtt"]);
+  const wss = options("--transport", "wss", "--cafile", "/tmp/ca.pem", "--ws-path=/ws");
+  assert.deepEqual([wss.transport, wss.cafile, wss.wsPath], ["wss", "/tmp/ca.pem", "/ws"]);
   assert.deepEqual(parseOptions(["--help"], ENV), { help: true });
   assert.deepEqual(parseOptions(["-h"], ENV), { help: true });
 });
@@ -131,6 +136,9 @@ Deno.test("loadgen flags: anything mqttload would refuse is a usage error", () =
     ["--wildcard=1"],
     ["stray"],
     ["--processes", "0"],
+    ["--transport", "quic"],
+    ["--transport", "TLS"],
+    ["--ws-path", "mqtt"],
   ];
   for (const argv of bad) assert.throws(() => parseOptions(argv, ENV), UsageError, argv.join(" "));
   assert.ok(
@@ -485,12 +493,14 @@ Deno.test("loadgen run: idle connections are counted, and usage errors exit 1", 
     30,
     0,
   ]);
-  const usage = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "--allow-all", MAIN.href, "--qos", "2"],
-    stdout: "null",
-    stderr: "null",
-  }).output();
-  assert.equal(usage.code, 1);
+  for (const bad of [["--qos", "2"], ["--transport", "tls", "--cafile", "/nonexistent/ca.pem"]]) {
+    const usage = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "--allow-all", MAIN.href, ...bad],
+      stdout: "null",
+      stderr: "null",
+    }).output();
+    assert.equal(usage.code, 1, bad.join(" "));
+  }
 });
 
 Deno.test("loadgen run: a fixed rate is kept, stamped and delivered", async () => {
@@ -506,6 +516,21 @@ Deno.test("loadgen run: a fixed rate is kept, stamped and delivered", async () =
   assert.ok(sent >= 198 && sent <= 230, `sent ${sent}`);
   assert.deepEqual([report.received, report.lost], [sent, 0]);
   assert.ok(Math.abs((report.send_rate as number) - 400) < 60, `send_rate ${report.send_rate}`);
+});
+
+Deno.test("loadgen run: over TLS it trusts --cafile, and without it the broker's certificate fails", async () => {
+  await using files = await tlsFiles();
+  const tls = listenerConfig("tls", { port: 0, cert_file: files.server.cert, key_file: files.server.key });
+  await using broker = await startBroker({ listeners: [tls] });
+  const load = ["--scenario", "fanin", "--pubs", "3", "--qos", "1", "--count", "200", "--processes", "2"];
+  const trusted = await loadgen(broker.port, "--transport", "tls", "--cafile", files.ca.cert, ...load);
+  assert.equal(trusted.code, 0, JSON.stringify(trusted.report));
+  assert.equal(trusted.report.transport, "tls");
+  assert.deepEqual([trusted.report.received, trusted.report.lost, trusted.report.dups], [600, 0, 0]);
+  const untrusted = await loadgen(broker.port, "--transport", "tls", ...load);
+  assert.equal(untrusted.code, 2, JSON.stringify(untrusted.report));
+  assert.equal(untrusted.report.connected, 0);
+  assert.match(untrusted.report.error as string, /connect: .*(certificate|UnknownIssuer)/i);
 });
 
 Deno.test("loadgen run: no broker listening is a connection error", async () => {

@@ -215,7 +215,7 @@ class Guard {
 }
 
 /** Runs the whole load; never throws for broker trouble, which ends up in the report. */
-export async function run(o: Options, log: (text: string) => void): Promise<Outcome> {
+export async function run(o: Options, caCerts: string[], log: (text: string) => void): Promise<Outcome> {
   const clock = new SharedClock(Math.floor(performance.timeOrigin));
   const guard = new Guard(clock, clock.nowNs() + o.durationMax * 1e9);
   const facts: RunFacts = initialFacts();
@@ -262,6 +262,9 @@ export async function run(o: Options, log: (text: string) => void): Promise<Outc
           worker: k,
           host: o.host,
           port: o.port,
+          transport: o.transport,
+          caCerts,
+          wsPath: o.wsPath,
           qos: o.qos,
           size: o.size,
           count: o.count,

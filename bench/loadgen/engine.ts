@@ -1,5 +1,5 @@
 /**
- * One worker's MQTT clients on one event loop: raw TCP connections, hand-encoded packets, mqttload's
+ * One worker's MQTT clients on one event loop: raw connections (TCP, TLS or WebSocket), hand-encoded packets, mqttload's
  * publishing rules (QoS 1 in-flight limit, closed-loop window, fixed rate) and its subscriber checks
  * (latency, loss, duplicates, gaps).
  *
@@ -36,6 +36,7 @@ import type { PeerLinks } from "./peers.ts";
 import { fanoutOf } from "./plan.ts";
 import { selfCpuSeconds } from "./proc.ts";
 import { Ticker } from "./ticker.ts";
+import { type ByteStream, type Dialer, dialer } from "./transport.ts";
 
 const SUB = 0;
 const PUB = 1;
@@ -61,7 +62,7 @@ const MIN_SLOT_NS = 250_000;
 type Timer = ReturnType<typeof setTimeout>;
 
 class Client {
-  conn: Deno.TcpConn | null = null;
+  conn: ByteStream | null = null;
   state = NEW;
   inHandshake = false;
   tStart = 0;
@@ -116,6 +117,7 @@ export class Engine {
   /** Local publisher by global index; undefined when it runs in another process. */
   readonly #pubByIndex: (Client | undefined)[];
   readonly #hist = new Histogram();
+  readonly #dialer: Dialer;
 
   // Handshakes.
   #nextStart = 0;
@@ -169,6 +171,7 @@ export class Engine {
     this.#peers = peers;
     this.#events = events;
     this.#pubByIndex = new Array(cfg.npubs);
+    this.#dialer = dialer(cfg);
     const topo = { npubs: cfg.npubs, nsubs: cfg.nsubs, topics: cfg.topics, wildcard: cfg.wildcard };
     // Subscribers first, as mqttload connects them, so they are in place before anyone publishes.
     for (const j of cfg.subs) {
@@ -224,9 +227,9 @@ export class Engine {
     this.#hsActive++;
     if (this.#tConnFirst === 0) this.#tConnFirst = now;
     c.state = CONNECTING;
-    let conn: Deno.TcpConn;
+    let conn: ByteStream;
     try {
-      conn = await Deno.connect({ hostname: this.#cfg.host, port: this.#cfg.port });
+      conn = await this.#dialer.dial();
     } catch (error) {
       if (error instanceof Error && /too many open files/i.test(error.message)) this.#outOfFiles = true;
       this.#fail(c, `connect: ${message(error)}`);
@@ -236,7 +239,6 @@ export class Engine {
       conn.close();
       return;
     }
-    conn.setNoDelay(true);
     c.conn = conn;
     c.out.append(encodeConnect(`${this.#cfg.clientIdBase}-${"spc"[c.role]}${c.index}`, this.#cfg.keepalive));
     this.#markDirty(c);
@@ -303,7 +305,7 @@ export class Engine {
 
   // ---------------------------------------------------------------- reading
 
-  async #readLoop(c: Client, conn: Deno.TcpConn): Promise<void> {
+  async #readLoop(c: Client, conn: ByteStream): Promise<void> {
     const decoder = c.decoder;
     try {
       for (;;) {
@@ -476,7 +478,7 @@ export class Engine {
   };
 
   /** Writes `c`'s bytes until none wait; a publisher refills after each write, so the next goes at once. */
-  async #pump(c: Client, conn: Deno.TcpConn): Promise<void> {
+  async #pump(c: Client, conn: ByteStream): Promise<void> {
     c.pumping = true;
     try {
       while (c.out.len > 0) {
@@ -663,6 +665,7 @@ export class Engine {
     for (const id of this.#timers) clearTimeout(id);
     this.#timers.clear();
     for (const c of this.#clients) this.#close(c);
+    this.#dialer.close();
     this.#peers?.close();
     return {
       ...this.#progress(),

@@ -33,8 +33,12 @@ export interface WorkerConfig extends
     | "prefix"
     | "topics"
     | "wildcard"
+    | "transport"
+    | "wsPath"
   > {
   worker: number;
+  /** PEM CA certificates trusted for tls and wss (the main process reads --cafile; workers read no files). */
+  caCerts: string[];
   /** Client ids are `<clientIdBase>-s3`, `-p0`, `-c42`. */
   clientIdBase: string;
   npubs: number;

@@ -9,6 +9,7 @@
 
 import { run } from "./coordinator.ts";
 import { HELP, parseOptions, UsageError } from "./options.ts";
+import { readCaCerts } from "./transport.ts";
 
 async function main(args: string[]): Promise<number> {
   let parsed;
@@ -24,10 +25,17 @@ async function main(args: string[]): Promise<number> {
     return 0;
   }
   const options = parsed.options;
+  let caCerts: string[];
+  try {
+    caCerts = await readCaCerts(options.cafile);
+  } catch (error) {
+    console.error(`vyoma-loadgen: --cafile: ${error instanceof Error ? error.message : error}`);
+    return 1;
+  }
   const log = (text: string) => {
     if (options.verbose) console.error(`vyoma-loadgen: ${text}`);
   };
-  const { report, exitCode } = await run(options, log);
+  const { report, exitCode } = await run(options, caCerts, log);
   console.log(JSON.stringify(report));
   return exitCode;
 }

@@ -3,6 +3,15 @@
  * validation, plus --processes. Pure, so tests can check presets and errors without spawning anything.
  */
 
+/** How a client reaches the broker: plain TCP, TLS, MQTT over WebSocket, over secure WebSocket. */
+export const TRANSPORTS = ["tcp", "tls", "ws", "wss"] as const;
+export type Transport = typeof TRANSPORTS[number];
+
+/** Whether `transport` runs over TLS, and so needs the broker's certificate trusted. */
+export function usesTls(transport: Transport): boolean {
+  return transport === "tls" || transport === "wss";
+}
+
 /** The Deno permissions the generator runs with (sockets, /proc through `cat`, its worker processes). */
 export const LOADGEN_PERMISSIONS: readonly string[] = [
   "--allow-net",
@@ -49,6 +58,11 @@ export interface Options {
   verbose: boolean;
   /** Worker processes (never more than there are clients). */
   processes: number;
+  transport: Transport;
+  /** PEM file of CA certificates trusted for tls and wss, beside the system's; "" for none. */
+  cafile: string;
+  /** Request path of the WebSocket handshake (ws, wss). */
+  wsPath: string;
 }
 
 export type ParseResult = { help: true } | { help: false; options: Options };
@@ -66,6 +80,11 @@ export const HELP =
 vyoma-loadgen: mqttload's flags and JSON output (MQTT 3.1.1 only), run in several processes.
   --host H            broker host, loopback only (127.0.0.1)
   --port P            broker port (1883)
+  --transport T       tcp | tls | ws | wss: MQTT over TCP, TLS, WebSocket or
+                      WebSocket over TLS, sub-protocol "mqtt" (tcp)
+  --cafile PATH       PEM CA certificates to trust for tls and wss, beside the
+                      system's (a broker with a self-signed CA); tcp, ws ignore it
+  --ws-path P         WebSocket request path (/mqtt)
   --scenario S        fanin | fanout | pairwise (presets, flags override)
                         fanin:    N pubs -> N topics -> 1 sub on <prefix>/t/+
                         fanout:   1 pub -> 1 topic -> M subs
@@ -130,6 +149,9 @@ const FLAGS: Record<string, Kind> = {
   prefix: "str",
   label: "str",
   processes: "int",
+  transport: "str",
+  cafile: "str",
+  "ws-path": "str",
   help: "flag",
   v: "flag",
 };
@@ -244,6 +266,9 @@ export function parseOptions(argv: readonly string[], env: Environment): ParseRe
     label: str("label", ""),
     verbose: raw.has("v"),
     processes: 0,
+    transport: parseTransport(str("transport", "tcp")),
+    cafile: str("cafile", ""),
+    wsPath: str("ws-path", "/mqtt"),
   };
   validate(options);
   if (options.inflight > 65000) options.inflight = 65000;
@@ -272,6 +297,15 @@ function validate(o: Options): void {
     o.stall <= 0 || o.hsTimeout <= 0 || o.hold < 0 || o.brokerPid < 0;
   if (bad) throw new UsageError("bad option value (qos 0|1, size 16..16M, topics >= 1, ...)");
   if (!isLoopback(o.host)) throw new UsageError(`${o.host} is not a loopback address; refusing`);
+  if (!o.wsPath.startsWith("/")) throw new UsageError("option --ws-path: expected a path starting with /");
+}
+
+function parseTransport(text: string): Transport {
+  const transport = TRANSPORTS.find((t) => t === text);
+  if (transport === undefined) {
+    throw new UsageError(`option --transport: expected ${TRANSPORTS.join(" | ")}, got "${text}"`);
+  }
+  return transport;
 }
 
 /** Loopback literals and localhost only: the generator never talks to another machine. */

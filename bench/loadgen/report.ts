@@ -157,7 +157,7 @@ export function scenarioReport(o: Options, m: Merged, f: RunFacts): Record<strin
     });
   }
   if (m.connect.grantedLower) out.granted_qos_lower = true;
-  return Object.assign(out, tail(m.failure, f));
+  return Object.assign(out, tail(o, m.failure, f));
 }
 
 /** mqttload's report_conns. */
@@ -185,7 +185,7 @@ export function connsReport(o: Options, m: Merged, f: RunFacts): Record<string, 
     });
   }
   out.gen_cpu_s = round(m.cpuS + f.mainCpuS, 3);
-  return Object.assign(out, tail(m.failure, f));
+  return Object.assign(out, tail(o, m.failure, f));
 }
 
 function connectFields(c: ConnectStats): Record<string, number> {
@@ -198,7 +198,7 @@ function connectFields(c: ConnectStats): Record<string, number> {
   };
 }
 
-function tail(failure: Failure, f: RunFacts): Record<string, unknown> {
+function tail(o: Options, failure: Failure, f: RunFacts): Record<string, unknown> {
   return {
     fail_reasons: failure.fails,
     errors: failure.errors,
@@ -208,6 +208,7 @@ function tail(failure: Failure, f: RunFacts): Record<string, unknown> {
     interrupted: f.interrupted,
     generator: GENERATOR,
     processes: f.processes,
+    transport: o.transport,
   };
 }
 
