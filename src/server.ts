@@ -95,7 +95,8 @@ export async function startServer(
   try {
     for (const [index, listener] of config.listeners.entries()) {
       const proxy = listener.proxy_protocol ? proxyOptions(listener, config) : undefined;
-      listeners.push(await openListener(listener, proxy, acceptor(listener, index), log));
+      const timeoutMs = config.mqtt.connect_timeout * 1000;
+      listeners.push(await openListener(listener, proxy, timeoutMs, acceptor(listener, index), log));
       const bound = listeners[listeners.length - 1];
       const behind = proxy
         ? ` behind a PROXY protocol proxy (${listener.proxy_trusted_sources.join(", ")})`
@@ -134,20 +135,27 @@ export async function startServer(
 async function openListener(
   config: ListenerConfig,
   proxy: ProxyOptions | undefined,
+  timeoutMs: number,
   accept: (conn: Connection) => Client | null,
   log: Logger,
 ): Promise<Listener> {
+  const { host, port } = config;
   try {
-    if (config.type === "tcp") {
-      return await listenTcp({ host: config.host, port: config.port, proxy }, accept, log);
+    switch (config.type) {
+      case "tcp":
+        return await listenTcp({ host, port, proxy }, accept, log);
+      case "ws":
+        return await listenWebSocket(config, { host, port, proxy }, timeoutMs, accept, log);
+      default: {
+        // The PROXY header comes before the TLS handshake, which node:tls must read from the socket's first
+        // byte: a front socket reads the header and relays the rest (proxy.ts).
+        const open = (host: string, port: number, accept: Acceptor) =>
+          config.type === "tls"
+            ? listenTls(config, { host, port }, accept, log)
+            : listenWebSocket(config, { host, port }, timeoutMs, accept, log);
+        return await (proxy ? listenBehindProxy(config, proxy, open, accept, log) : open(host, port, accept));
+      }
     }
-    const open = (host: string, port: number, accept: Acceptor) =>
-      config.type === "tls"
-        ? listenTls({ ...config, host, port }, accept, log)
-        : listenWebSocket({ ...config, host, port }, accept, log);
-    return proxy
-      ? await listenBehindProxy(config, proxy, open, accept, log)
-      : await open(config.host, config.port, accept);
   } catch (error) {
     if (error instanceof TlsSetupError) {
       throw new StartError(

@@ -50,7 +50,15 @@ interface ExpectedConfig {
       use_identity_as_username: boolean;
     }>
     | Listening<{ type: "ws"; path: string; use_identity_as_username: boolean }>
-    | Listening<{ type: "wss"; path: string; cert_file: string; key_file: string }>
+    | Listening<{
+      type: "wss";
+      path: string;
+      cert_file: string;
+      key_file: string;
+      ca_file: string;
+      require_client_certificate: boolean;
+      use_identity_as_username: boolean;
+    }>
   )[];
   auth: { allow_anonymous: boolean };
   mqtt: {

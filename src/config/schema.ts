@@ -223,10 +223,23 @@ function identityNeedsProxy(item: { proxy_protocol: boolean; use_identity_as_use
     : undefined;
 }
 
-/** The server certificate of a listener that terminates TLS. */
-const serverCertificate = {
+/** A listener that terminates TLS: its certificate, and the client certificates it asks for. */
+const serverTls = {
   cert_file: string({ default: "", required: true, doc: "The server's certificate chain, PEM." }),
   key_file: string({ default: "", required: true, doc: "The server certificate's private key, PEM." }),
+  ca_file: string({
+    default: "",
+    allowEmpty: true,
+    doc: "CA certificates (PEM) that client certificates are verified against; empty asks for none.",
+  }),
+  require_client_certificate: boolean({
+    default: false,
+    doc: "Refuse, in the TLS handshake, a client without a certificate signed by ca_file.",
+  }),
+  use_identity_as_username: boolean({
+    default: false,
+    doc: "The client certificate's subject CN becomes the MQTT username (as in Mosquitto).",
+  }),
 } as const;
 
 /** The HTTP path of a WebSocket listener. */
@@ -258,23 +271,7 @@ export const SCHEMA = section("", {
       },
       tls: {
         doc: "MQTT over TLS, optionally with client certificates",
-        fields: {
-          ...listenerFields(8883),
-          ...serverCertificate,
-          ca_file: string({
-            default: "",
-            allowEmpty: true,
-            doc: "CA certificates (PEM) that client certificates are verified against; empty asks for none.",
-          }),
-          require_client_certificate: boolean({
-            default: false,
-            doc: "Refuse, in the TLS handshake, a client without a certificate signed by ca_file.",
-          }),
-          use_identity_as_username: boolean({
-            default: false,
-            doc: "The client certificate's subject CN becomes the MQTT username (as in Mosquitto).",
-          }),
-        },
+        fields: { ...listenerFields(8883), ...serverTls },
       },
       ws: {
         doc: "MQTT over WebSocket",
@@ -282,8 +279,8 @@ export const SCHEMA = section("", {
         check: identityNeedsProxy,
       },
       wss: {
-        doc: "MQTT over WebSocket over TLS, without client certificates",
-        fields: { ...listenerFields(8084), ...webSocketPath, ...serverCertificate },
+        doc: "MQTT over WebSocket over TLS, optionally with client certificates",
+        fields: { ...listenerFields(8084), ...webSocketPath, ...serverTls },
       },
     },
     defaultType: "tcp",

@@ -13,6 +13,7 @@ import net from "node:net";
 import { type Logger, oncePerKind } from "../observe/log.ts";
 import { type AddressRange, inRange } from "./address_range.ts";
 import { type Acceptor, type Connection, formatAddress, type Listener, type PeerInfo } from "./connection.ts";
+import { readPreamble } from "./preamble.ts";
 import { parseProxyHeader, verifiedCommonName } from "./proxy_protocol.ts";
 
 /** How long a relay waits for its client to take the last bytes once the listener has closed. */
@@ -68,23 +69,16 @@ export class ProxyHeaderReader {
     if (!this.#options.trusted.some((range) => inRange(range, from))) {
       return refuse("not a trusted proxy (listener's proxy_trusted_sources)");
     }
-    let read: Uint8Array | undefined;
-    const stop = () => {
-      clearTimeout(timer);
-      socket.off("data", onData);
-      this.#pending.delete(socket);
+    this.#pending.add(socket);
+    const settled = () => this.#pending.delete(socket);
+    socket.once("close", settled);
+    const parse = (bytes: Uint8Array) => {
+      const parsed = parseProxyHeader(bytes);
+      return parsed.kind === "incomplete" ? undefined : parsed;
     };
     const timeoutMs = this.#options.timeoutMs;
-    const timer = setTimeout(() => {
-      stop();
-      refuse(`no PROXY header within ${timeoutMs / 1000} s`);
-    }, timeoutMs);
-    socket.once("close", stop);
-    const onData = (chunk: Uint8Array) => {
-      read = read ? concat(read, chunk) : chunk;
-      const parsed = parseProxyHeader(read);
-      if (parsed.kind === "incomplete") return;
-      stop();
+    readPreamble(socket, undefined, timeoutMs, parse, (parsed, bytes) => {
+      settled();
       if (parsed.kind === "invalid") return refuse(`bad PROXY header: ${parsed.reason}`);
       const header = parsed.header;
       if (header.command === "local") {
@@ -100,13 +94,11 @@ export class ProxyHeaderReader {
         ...(header.source ? { ...header.source, proxy } : proxy),
         ...(commonName !== undefined ? { certificate: { subject: `CN=${commonName}`, commonName } } : {}),
       };
-      socket.off("error", ignore);
-      socket.off("close", stop);
-      // Synchronously, so that no chunk is emitted between this listener and the next one.
-      this.#serve(socket, peer, read.subarray(parsed.length));
-    };
-    this.#pending.add(socket);
-    socket.on("data", onData);
+      this.#serve(socket, peer, bytes.subarray(parsed.length));
+    }, () => {
+      settled();
+      refuse(`no PROXY header within ${timeoutMs / 1000} s`);
+    });
   }
 
   /** Closes the sockets still sending their header. */
@@ -220,13 +212,6 @@ class ProxiedConnection implements Connection {
   close(): void {
     this.#relayed.close();
   }
-}
-
-function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
-  const out = new Uint8Array(a.length + b.length);
-  out.set(a);
-  out.set(b, a.length);
-  return out;
 }
 
 /** A reset before or during the header: the socket is closed and nothing else needs to know. */

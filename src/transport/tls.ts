@@ -8,16 +8,39 @@
 import { createPrivateKey, type KeyObject, X509Certificate } from "node:crypto";
 import type net from "node:net";
 import tls from "node:tls";
-import type { TlsListenerConfig } from "../config/schema.ts";
 import { type Logger, oncePerKind } from "../observe/log.ts";
 import type { Acceptor, Listener, PeerInfo } from "./connection.ts";
-import { serveSockets } from "./tcp.ts";
+import { serveSockets, type SocketListenerOptions, type SocketTransport } from "./tcp.ts";
 
 /** A TLS listener that cannot start; `message` is the one line to show (it names the file). */
 export class TlsSetupError extends Error {}
 
-/** `config`'s host and port are where it binds (a PROXY front may have put the listener elsewhere). */
-export async function listenTls(config: TlsListenerConfig, accept: Acceptor, log: Logger): Promise<Listener> {
+/** What a listener that terminates TLS is configured with (a `tls` or a `wss` listener). */
+export interface TlsConfig {
+  readonly cert_file: string;
+  readonly key_file: string;
+  readonly ca_file: string;
+  readonly require_client_certificate: boolean;
+}
+
+export async function listenTls(
+  config: TlsConfig,
+  options: SocketListenerOptions,
+  accept: Acceptor,
+  log: Logger,
+): Promise<Listener> {
+  return serveSockets({ type: "tls", ...await tlsServer("tls", config, log) }, options, accept, log);
+}
+
+/**
+ * The TLS part of a socket transport: a node:tls server with the listener's certificates, which hands on
+ * sockets once their handshake is over, and what a verified client certificate says about the peer.
+ */
+export async function tlsServer(
+  type: PeerInfo["transport"],
+  config: TlsConfig,
+  log: Logger,
+): Promise<Pick<SocketTransport, "create" | "describe">> {
   const { cert, key } = await loadServerCertificate(config);
   const ca = config.ca_file === "" ? undefined : await readPem(config.ca_file, "ca_file");
   if (ca !== undefined) checkCertificates(ca, config.ca_file);
@@ -30,27 +53,24 @@ export async function listenTls(config: TlsListenerConfig, accept: Acceptor, log
     rejectUnauthorized: config.require_client_certificate,
   };
   const handshakeFailed = oncePerKind(log);
-  return serveSockets("tls", config, accept, log, (onSocket) => {
-    const server = tls.createServer(options, (socket) => {
-      socket.setNoDelay(true);
-      onSocket(socket);
-    });
-    // A failed handshake (no or a bad client certificate, plain TCP on the TLS port) never reaches MQTT; one
-    // line per kind of failure at info, each one at debug.
-    server.on("tlsClientError", (error: Error, socket: tls.TLSSocket) => {
-      // Deno's node:tls often no longer knows the peer's address once the handshake has failed.
-      const from = socket.remoteAddress ? ` from ${socket.remoteAddress}` : "";
-      handshakeFailed(error.message, `tls handshake${from} failed: ${error.message}`);
-      socket.destroy();
-    });
-    return server;
-  }, certificateOf);
-}
-
-/** Where a listener that terminates TLS finds its certificate. */
-export interface ServerCertificateFiles {
-  readonly cert_file: string;
-  readonly key_file: string;
+  return {
+    create(onSocket) {
+      const server = tls.createServer(options, (socket) => {
+        socket.setNoDelay(true);
+        onSocket(socket);
+      });
+      // A failed handshake (no or a bad client certificate, plain TCP on the TLS port) never reaches MQTT; one
+      // line per kind of failure at info, each one at debug.
+      server.on("tlsClientError", (error: Error, socket: tls.TLSSocket) => {
+        // Deno's node:tls often no longer knows the peer's address once the handshake has failed.
+        const from = socket.remoteAddress ? ` from ${socket.remoteAddress}` : "";
+        handshakeFailed(error.message, `${type} handshake${from} failed: ${error.message}`);
+        socket.destroy();
+      });
+      return server;
+    },
+    describe: certificateOf,
+  };
 }
 
 /**
@@ -58,9 +78,7 @@ export interface ServerCertificateFiles {
  * that is not the certificate's is a start-up error here rather than a failed handshake for every client
  * later (neither Deno's node:tls nor Deno.serve checks these when the server is made).
  */
-export async function loadServerCertificate(
-  config: ServerCertificateFiles,
-): Promise<{ cert: string; key: string }> {
+async function loadServerCertificate(config: TlsConfig): Promise<{ cert: string; key: string }> {
   const cert = await readPem(config.cert_file, "cert_file");
   const key = await readPem(config.key_file, "key_file");
   let certificate: X509Certificate;
