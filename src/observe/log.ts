@@ -55,6 +55,9 @@ export function quote(text: string, max = 120): string {
   return JSON.stringify(text.length > max ? `${text.slice(0, max)}...` : text);
 }
 
+/** Kinds `oncePerKind` remembers; past that it starts over, so a scan from many addresses costs no memory. */
+const KINDS_REMEMBERED = 1024;
+
 /**
  * For failures a client can cause at will (a failed handshake, a refused upgrade): the first line of each
  * kind at info, the others at debug, so a scan or a broken client cannot flood the log.
@@ -63,6 +66,7 @@ export function oncePerKind(log: Logger): (kind: string, line: string) => void {
   const seen = new Set<string>();
   return (kind, line) => {
     if (!seen.has(kind)) {
+      if (seen.size >= KINDS_REMEMBERED) seen.clear();
       seen.add(kind);
       log.info(line);
     } else if (log.debugEnabled) log.debug(line);
