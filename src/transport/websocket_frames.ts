@@ -108,15 +108,17 @@ export class FrameReader {
     if (have < 2) return this.#keep(have);
     const fin = (bytes[0] & 0x80) !== 0;
     const opcode = bytes[0] & 0x0f;
-    const masked = (bytes[1] & 0x80) !== 0;
+    // Judged from the first two bytes: an unmasked frame has no mask to wait for.
+    if ((bytes[0] & 0x70) !== 0) return { next: chunk.length, event: protocolError("reserved bits set") };
+    if ((bytes[1] & 0x80) === 0) {
+      return { next: chunk.length, event: protocolError("client frame not masked") };
+    }
     let length = bytes[1] & 0x7f;
     const lengthBytes = length === 126 ? 2 : length === 127 ? 8 : 0;
     const size = 2 + lengthBytes + 4;
     if (have < size) return this.#keep(have);
     const next = at + size - kept;
     this.#pendingLength = 0;
-    if ((bytes[0] & 0x70) !== 0) return { next, event: protocolError("reserved bits set") };
-    if (!masked) return { next, event: protocolError("client frame not masked") };
     if (lengthBytes === 2) length = (bytes[2] << 8) | bytes[3];
     if (lengthBytes === 8) {
       if (bytes[2] & 0x80) return { next, event: protocolError("frame length over 2^63") };
@@ -211,7 +213,13 @@ export const Opcode = { binary: BINARY, close: CLOSE, pong: PONG } as const;
 
 /** A close frame's payload: the code, then the reason (at most 123 bytes of it). */
 export function closePayload(code: number, reason: string): Uint8Array {
-  const text = new TextEncoder().encode(reason).subarray(0, MAX_CONTROL - 2);
+  let text = new TextEncoder().encode(reason);
+  if (text.length > MAX_CONTROL - 2) {
+    // Cut before a character's first byte, so the reason stays UTF-8 (RFC 6455 section 8.1).
+    let end = MAX_CONTROL - 2;
+    while ((text[end] & 0xc0) === 0x80) end--;
+    text = text.subarray(0, end);
+  }
   const payload = new Uint8Array(2 + text.length);
   payload[0] = code >> 8;
   payload[1] = code & 0xff;

@@ -205,7 +205,14 @@ export function encode(packet: Packet, version: 3 | 4 | 5 = 4): Uint8Array<Array
 // --- A WebSocket on a raw TCP socket --------------------------------------------------------------------
 
 /** WebSocket opcodes (RFC 6455 section 5.2). */
-export const Opcode = { continuation: 0x0, text: 0x1, binary: 0x2, close: 0x8 } as const;
+export const Opcode = {
+  continuation: 0x0,
+  text: 0x1,
+  binary: 0x2,
+  close: 0x8,
+  ping: 0x9,
+  pong: 0xa,
+} as const;
 
 /** One client frame, masked as RFC 6455 requires of a client: FIN unless `fin` is false. */
 export function maskedFrame(opcode: number, payload: Uint8Array, fin = true): Uint8Array {
@@ -248,7 +255,41 @@ export function upgradeRequest(path = "/mqtt", protocol: string | null = "mqtt")
  * after it). The test then writes frames with `maskedFrame` and reads, or never reads, as it likes.
  */
 export async function rawWebSocket(port: number, protocol = "mqtt"): Promise<Deno.TcpConn> {
-  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  return await upgraded(await Deno.connect({ hostname: "127.0.0.1", port }), protocol);
+}
+
+/** TLS options for {@linkcode rawSecureWebSocket}: the CA to trust, and a client certificate to offer. */
+export interface RawTlsOptions {
+  /** PEM of the CA that signed the server's certificate. */
+  ca: string;
+  /** PEM certificate and key to offer as the client's, if any. */
+  cert?: string;
+  key?: string;
+}
+
+/**
+ * {@linkcode rawWebSocket} over TLS (a wss listener): Deno's own TLS client, trusting `tls.ca` and offering
+ * `tls.cert`/`tls.key` if given. Rejects if the TLS handshake or the upgrade fails.
+ */
+export async function rawSecureWebSocket(
+  port: number,
+  tls: RawTlsOptions,
+  protocol = "mqtt",
+): Promise<Deno.TlsConn> {
+  const conn = await Deno.connectTls({
+    hostname: "127.0.0.1",
+    port,
+    caCerts: [tls.ca],
+    ...(tls.cert && tls.key ? { cert: tls.cert, key: tls.key } : {}),
+  });
+  return await upgraded(conn, protocol);
+}
+
+/**
+ * Upgrades `conn` (plain, or TLS already started on it) to a WebSocket at /mqtt offering `protocol`: the
+ * broker's 101 response has been read, and nothing after it. Closes `conn` if that fails.
+ */
+export async function upgraded<C extends Deno.Conn>(conn: C, protocol = "mqtt"): Promise<C> {
   try {
     await writeAll(conn, new TextEncoder().encode(upgradeRequest("/mqtt", protocol)));
     const { head, rest } = await readHead(conn);
@@ -259,6 +300,78 @@ export async function rawWebSocket(port: number, protocol = "mqtt"): Promise<Den
     conn.close();
     throw error;
   }
+}
+
+/** One frame from the broker: server frames are unmasked. */
+export interface ServerFrame {
+  fin: boolean;
+  opcode: number;
+  payload: Uint8Array;
+}
+
+/** A close frame's payload: its code (1005, "no status", if it has none) and reason. */
+export function closeOf(frame: ServerFrame): { code: number; reason: string } {
+  assert.equal(frame.opcode, Opcode.close, `a close frame, not opcode ${frame.opcode}`);
+  const code = frame.payload.length >= 2 ? (frame.payload[0] << 8) | frame.payload[1] : 1005;
+  return { code, reason: new TextDecoder().decode(frame.payload.subarray(2)) };
+}
+
+/**
+ * Reads the broker's frames on a raw WebSocket connection until `done` says so or the connection ends
+ * (`eof`: closed or reset by the broker), starting with `options.initial` (bytes already read off `conn`).
+ * Frames are kept whole; a partial one at the end is dropped.
+ */
+export async function readServerFrames(
+  conn: Deno.Conn,
+  done: (frames: ServerFrame[]) => boolean,
+  what = "frames from the broker",
+  options: { ms?: number; initial?: Uint8Array } = {},
+): Promise<{ frames: ServerFrame[]; eof: boolean }> {
+  const frames: ServerFrame[] = [];
+  let bytes: Uint8Array = options.initial ?? new Uint8Array(0);
+  const buffer = new Uint8Array(16 * 1024);
+  /** Moves every whole frame in `bytes` to `frames`. */
+  const parse = () => {
+    while (bytes.length >= 2) {
+      assert.equal(bytes[1] & 0x80, 0, "a server frame is not masked");
+      let length = bytes[1] & 0x7f;
+      let at = 2;
+      if (length === 126) {
+        if (bytes.length < 4) break;
+        length = (bytes[2] << 8) | bytes[3];
+        at = 4;
+      } else if (length === 127) {
+        if (bytes.length < 10) break;
+        length = Number(new DataView(bytes.buffer, bytes.byteOffset + 2, 8).getBigUint64(0));
+        at = 10;
+      }
+      if (bytes.length < at + length) break;
+      frames.push({
+        fin: (bytes[0] & 0x80) !== 0,
+        opcode: bytes[0] & 0x0f,
+        payload: bytes.slice(at, at + length),
+      });
+      bytes = bytes.slice(at + length);
+    }
+  };
+  return await within(
+    (async () => {
+      while (true) {
+        parse();
+        if (done(frames)) return { frames, eof: false };
+        let n: number | null;
+        try {
+          n = await conn.read(buffer);
+        } catch {
+          n = null; // reset by the broker
+        }
+        if (n === null) return { frames, eof: true };
+        bytes = concatBytes(bytes, buffer.subarray(0, n));
+      }
+    })(),
+    what,
+    options.ms,
+  );
 }
 
 /** An HTTP response as read off the socket. */
@@ -307,7 +420,7 @@ async function readSome(conn: Deno.Conn): Promise<Uint8Array | null> {
 }
 
 /** Reads up to the blank line that ends an HTTP head; returns the head and any bytes read past it. */
-async function readHead(conn: Deno.Conn): Promise<{ head: string; rest: Uint8Array }> {
+export async function readHead(conn: Deno.Conn): Promise<{ head: string; rest: Uint8Array }> {
   let bytes: Uint8Array = new Uint8Array(0);
   while (true) {
     const text = new TextDecoder().decode(bytes);
