@@ -3,10 +3,10 @@
  * behind the proxy; that address, and a client certificate the proxy verified, replace the proxy's in the
  * connection's PeerInfo, so logs, auth and metrics see the client and no protocol code changes.
  *
- * On a tcp listener the header is read off the socket and MQTT follows on the same socket. TLS and
- * WebSocket listeners cannot be handed a socket that has been read from (Deno's node:tls loses bytes read
- * ahead, and Deno.serve takes no sockets at all), so for them a front socket reads the header and relays the
- * rest to the real listener, bound to a free loopback port; the relay's port tells whose connection it is.
+ * On tcp and ws listeners the header is read off the socket, and the WebSocket upgrade or MQTT follows on the
+ * same socket. A TLS listener (tls, wss) cannot be handed a socket that has been read from (Deno's node:tls
+ * loses the bytes read ahead), so for it a front socket reads the header and relays the rest to the real
+ * listener, bound to a free loopback port; the relay's port tells whose connection it is.
  */
 
 import net from "node:net";
@@ -108,7 +108,7 @@ export class ProxyHeaderReader {
 }
 
 /**
- * Serves a TLS or WebSocket listener behind a PROXY front: `open` starts the real listener on `127.0.0.1`
+ * Serves a TLS listener (tls or wss) behind a PROXY front: `open` starts the real listener on `127.0.0.1`
  * with the acceptor it is given, and `config`'s host and port are the front's.
  */
 export async function listenBehindProxy(

@@ -76,7 +76,7 @@ export async function tlsServer(
 /**
  * Reads a listener's certificate and key. A certificate that does not parse, a key that does not, or a key
  * that is not the certificate's is a start-up error here rather than a failed handshake for every client
- * later (neither Deno's node:tls nor Deno.serve checks these when the server is made).
+ * later (Deno's node:tls checks none of these when the server is made).
  */
 async function loadServerCertificate(config: TlsConfig): Promise<{ cert: string; key: string }> {
   const cert = await readPem(config.cert_file, "cert_file");
