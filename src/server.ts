@@ -94,8 +94,8 @@ export async function startServer(
   const listeners: Listener[] = [];
   try {
     for (const [index, listener] of config.listeners.entries()) {
-      const proxy = listener.proxy_protocol ? proxyOptions(listener, config) : undefined;
       const timeoutMs = config.mqtt.connect_timeout * 1000;
+      const proxy = listener.proxy_protocol ? proxyOptions(listener, timeoutMs) : undefined;
       listeners.push(await openListener(listener, proxy, timeoutMs, acceptor(listener, index), log));
       const bound = listeners[listeners.length - 1];
       const behind = proxy
@@ -151,7 +151,7 @@ async function openListener(
         // byte: a front socket reads the header and relays the rest (proxy.ts).
         const open = (host: string, port: number, accept: Acceptor) =>
           config.type === "tls"
-            ? listenTls(config, { host, port }, accept, log)
+            ? listenTls(config, { host, port }, timeoutMs, accept, log)
             : listenWebSocket(config, { host, port }, timeoutMs, accept, log);
         return await (proxy ? listenBehindProxy(config, proxy, open, accept, log) : open(host, port, accept));
       }
@@ -169,11 +169,11 @@ async function openListener(
 }
 
 /** The listener's PROXY protocol settings; the header must come within the connect timeout. */
-function proxyOptions(listener: ListenerConfig, config: Config): ProxyOptions {
+function proxyOptions(listener: ListenerConfig, timeoutMs: number): ProxyOptions {
   return {
     // Each entry was checked when the config was read.
     trusted: listener.proxy_trusted_sources.map((text) => parseAddressRange(text) as AddressRange),
-    timeoutMs: config.mqtt.connect_timeout * 1000,
+    timeoutMs,
   };
 }
 

@@ -470,6 +470,19 @@ Deno.test("use_identity_as_username on a tcp or ws listener needs proxy_protocol
   }
 });
 
+Deno.test("require_client_certificate needs ca_file, on tls and wss listeners", () => {
+  for (const type of ["tls", "wss"]) {
+    assert.equal(
+      errorOf(
+        `listeners:\n  - type: ${type}\n    cert_file: c.pem\n    key_file: k.pem\n` +
+          "    require_client_certificate: true\n",
+      ),
+      "cfg.yaml:5: listeners[0].require_client_certificate: needs ca_file " +
+        "(the CA certificates that client certificates are verified against)",
+    );
+  }
+});
+
 Deno.test("a listener's type is checked before its other fields", () => {
   assert.equal(
     errorOf("listeners:\n  - port: abc\n    type: quic\n"),

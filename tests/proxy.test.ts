@@ -689,6 +689,43 @@ Deno.test("proxy: a tls listener behind the PROXY relay: header, then TLS from t
   assert.ok(!broker.logs.some((l) => l.includes(`"tls-direct" connected`)), broker.logs.join("\n"));
 });
 
+Deno.test("proxy: a tls listener takes identity from its own handshake, never from the header's SSL TLV", async () => {
+  await using files = await tlsFiles();
+  await using broker = await startBroker({
+    auth: { allow_anonymous: false },
+    listeners: [listenerConfig("tls", {
+      port: 0,
+      cert_file: files.server.cert,
+      key_file: files.server.key,
+      ca_file: files.ca.cert,
+      use_identity_as_username: true,
+      proxy_protocol: true,
+    })],
+  });
+  // A v2 header whose SSL TLV claims a verified client certificate for "admin": true of a proxy that ended
+  // TLS, but a tls listener does its own handshake, where this client shows no certificate.
+  const cn = encoder.encode("admin");
+  const ssl = [0x07, 0, 0, 0, 0, 0x22, ...u16(cn.length), ...cn];
+  const header = Uint8Array.from([
+    ...V2_SIGNATURE,
+    0x21,
+    0x11,
+    ...u16(12 + 3 + ssl.length),
+    ...[198, 51, 100, 9, 127, 0, 0, 1, 0xa0, 0x28, 0x22, 0xb3],
+    0x20,
+    ...u16(ssl.length),
+    ...ssl,
+  ]);
+  const secure = await tlsAfterHeader(broker.port, header, files.pems.ca.cert);
+  try {
+    // CONNACK 5: not authorized, for want of a certificate of its own.
+    assert.deepEqual([...await connackOver(secure, "claims-admin")], [0x20, 0x02, 0x00, 0x05]);
+  } finally {
+    await closeSocket(secure);
+  }
+  assert.ok(!broker.logs.some((l) => l.includes(`user "admin"`)), broker.logs.join("\n"));
+});
+
 /** The HTTP upgrade request for MQTT over WebSocket at /mqtt. */
 const UPGRADE = encoder.encode(
   "GET /mqtt HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +

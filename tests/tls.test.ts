@@ -432,6 +432,35 @@ Deno.test("tls: stopping the broker closes its TLS clients and waits for them", 
   assert.ok(broker.loggedDisconnect("stopped"), broker.logs.join("\n"));
 });
 
+Deno.test("tls: a client silent in its TLS handshake is closed after connect_timeout", async () => {
+  await using files = await tlsFiles();
+  await using broker = await startBroker({ mqtt: { connect_timeout: 1 }, listeners: [tlsListener(files)] });
+  // Not a byte of a ClientHello: node's own handshake timeout would be 120 s.
+  const silent = await Deno.connect({ hostname: "127.0.0.1", port: broker.port });
+  try {
+    assert.equal(
+      await within(silent.read(new Uint8Array(16)), "the broker to close a silent handshake"),
+      null,
+    );
+  } finally {
+    silent.close();
+  }
+});
+
+Deno.test("tls: a stop closes a connection still in its TLS handshake rather than wait for it", async () => {
+  await using files = await tlsFiles();
+  // A connect timeout far past the wait below: only the stop can close the connection in time.
+  await using broker = await startBroker({ mqtt: { connect_timeout: 600 }, listeners: [tlsListener(files)] });
+  const silent = await Deno.connect({ hostname: "127.0.0.1", port: broker.port });
+  try {
+    await until(() => broker.logs.length > 0, "the broker to be up");
+    await within(broker.stop(), "the broker to stop with a TLS handshake pending");
+    assert.equal(await within(silent.read(new Uint8Array(16)), "the connection to be closed"), null);
+  } finally {
+    silent.close();
+  }
+});
+
 // --- Plain TCP on the TLS port -----------------------------------------------------------------------
 
 mosquittoTest(

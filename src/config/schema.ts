@@ -213,6 +213,16 @@ const proxiedIdentity = {
   }),
 } as const;
 
+/** Requiring a client certificate means nothing without the CAs to verify it against. */
+function requireNeedsCa(item: { ca_file: string; require_client_certificate: boolean }) {
+  return item.require_client_certificate && item.ca_file === ""
+    ? {
+      field: "require_client_certificate" as const,
+      message: "needs ca_file (the CA certificates that client certificates are verified against)",
+    }
+    : undefined;
+}
+
 /** A listener that takes a certificate identity only from the PROXY header needs proxy_protocol for it. */
 function identityNeedsProxy(item: { proxy_protocol: boolean; use_identity_as_username: boolean }) {
   return item.use_identity_as_username && !item.proxy_protocol
@@ -272,6 +282,7 @@ export const SCHEMA = section("", {
       tls: {
         doc: "MQTT over TLS, optionally with client certificates",
         fields: { ...listenerFields(8883), ...serverTls },
+        check: requireNeedsCa,
       },
       ws: {
         doc: "MQTT over WebSocket",
@@ -281,6 +292,7 @@ export const SCHEMA = section("", {
       wss: {
         doc: "MQTT over WebSocket over TLS, optionally with client certificates",
         fields: { ...listenerFields(8084), ...webSocketPath, ...serverTls },
+        check: requireNeedsCa,
       },
     },
     defaultType: "tcp",
@@ -442,7 +454,6 @@ export function defaultOf(schema: FieldSchema): unknown {
   }
 }
 
-/** A list item of the given type with every field at its default. */
 /** A listener of `type` with every option at its default except those given: for tests and tools. */
 export function listenerConfig<T extends ListenerConfig["type"]>(
   type: T,
@@ -453,6 +464,7 @@ export function listenerConfig<T extends ListenerConfig["type"]>(
   return { ...defaults, ...options };
 }
 
+/** A list item of the given type with every field at its default. */
 function itemDefaults<V extends VariantsSchema>(
   schema: ListSchema<V>,
   type: string,

@@ -118,26 +118,32 @@ export async function listenBehindProxy(
   accept: Acceptor,
   log: Logger,
 ): Promise<Listener> {
-  /** The client behind each relay, by the relay's local port. */
-  const relays = new Map<number, ProxiedPeer>();
+  /** The client behind each relay, by the relay's local address and port. */
+  const relays = new Map<string, ProxiedPeer>();
   const inner = await open("127.0.0.1", 0, (connection) => {
-    const peer = relays.get(connection.peer.port);
+    const { address, port, certificate } = connection.peer;
+    const peer = relays.get(formatAddress(address, port));
     // Anyone else who finds the loopback port is no client of this listener.
     if (!peer) return null;
+    // The identity is the TLS handshake's own: a certificate name in the header counts only where the proxy
+    // ended TLS, which is not the case in front of a TLS listener.
+    const { address: clientAddress, port: clientPort, proxy } = peer;
     return accept(
       new ProxiedConnection(connection, {
-        ...connection.peer,
-        ...peer,
-        certificate: connection.peer.certificate ?? peer.certificate,
+        transport: connection.peer.transport,
+        address: clientAddress,
+        port: clientPort,
+        ...(proxy ? { proxy } : {}),
+        ...(certificate ? { certificate } : {}),
       }),
     );
   });
   const relay: ProxiedSocket = (socket, peer, rest) => {
     const upstream = net.connect({ host: "127.0.0.1", port: inner.port, noDelay: true });
-    let localPort: number | undefined;
+    let local: string | undefined;
     upstream.once("connect", () => {
-      localPort = upstream.localPort;
-      if (localPort !== undefined) relays.set(localPort, peer);
+      local = formatAddress(upstream.localAddress ?? "", upstream.localPort ?? 0);
+      relays.set(local, peer);
     });
     socket.setNoDelay(true);
     if (rest.length > 0) upstream.write(rest);
@@ -148,7 +154,7 @@ export async function listenBehindProxy(
     upstream.on("error", ignore);
     socket.once("close", () => upstream.destroy());
     upstream.once("close", () => {
-      if (localPort !== undefined) relays.delete(localPort);
+      if (local !== undefined) relays.delete(local);
       if (socket.destroyed) return;
       // A client that does not read never lets the end finish; do not wait for it forever.
       const linger = setTimeout(() => socket.destroy(), CLOSE_LINGER_MS);

@@ -48,6 +48,8 @@ export interface SocketTransport {
     first: Uint8Array | undefined,
     ready: (framing: Framing, rest: Uint8Array) => void,
   ): void;
+  /** Closes what the transport holds before `create`'s callback: sockets in their TLS handshake. */
+  stop?(): void;
 }
 
 /** A stream's own framing around MQTT bytes (WebSocket frames), between the socket and the connection. */
@@ -64,6 +66,7 @@ export interface Framing {
 export interface Closing {
   readonly code: number;
   readonly reason: string;
+  readonly peer: boolean;
 }
 
 /** Binds and resolves once listening; rejects with node's error (its `code` says why: EADDRINUSE, ...). */
@@ -101,7 +104,7 @@ export function serveSockets(
     pending.delete(socket);
     const connection = new SocketConnection(socket, type, describe, log, proxied, framing);
     const handler = accept(connection);
-    // Refused: a WebSocket client is told so in a close frame (its upgrade has been answered already).
+    // Refused: a WebSocket client gets a close frame (its upgrade has been answered already).
     if (!handler) return framing ? connection.close() : void socket.destroy();
     open++;
     connection.start(handler, ended, first);
@@ -140,6 +143,7 @@ export function serveSockets(
         close() {
           closed ??= new Promise((done) => server.close(() => done()));
           for (const socket of pending) socket.destroy();
+          transport.stop?.();
           return Promise.resolve();
         },
         async drained() {

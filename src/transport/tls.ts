@@ -26,10 +26,17 @@ export interface TlsConfig {
 export async function listenTls(
   config: TlsConfig,
   options: SocketListenerOptions,
+  /** How long a client has for its TLS handshake, milliseconds (the connect timeout). */
+  timeoutMs: number,
   accept: Acceptor,
   log: Logger,
 ): Promise<Listener> {
-  return serveSockets({ type: "tls", ...await tlsServer("tls", config, log) }, options, accept, log);
+  return serveSockets(
+    { type: "tls", ...await tlsServer("tls", config, timeoutMs, log) },
+    options,
+    accept,
+    log,
+  );
 }
 
 /**
@@ -39,8 +46,9 @@ export async function listenTls(
 export async function tlsServer(
   type: PeerInfo["transport"],
   config: TlsConfig,
+  timeoutMs: number,
   log: Logger,
-): Promise<Pick<SocketTransport, "create" | "describe">> {
+): Promise<Pick<SocketTransport, "create" | "describe" | "stop">> {
   const { cert, key } = await loadServerCertificate(config);
   const ca = config.ca_file === "" ? undefined : await readPem(config.ca_file, "ca_file");
   if (ca !== undefined) checkCertificates(ca, config.ca_file);
@@ -51,13 +59,26 @@ export async function tlsServer(
     // With a CA, ask every client for a certificate; refuse the handshake without a valid one only if required.
     requestCert: ca !== undefined,
     rejectUnauthorized: config.require_client_certificate,
+    handshakeTimeout: timeoutMs,
   };
   const handshakeFailed = oncePerKind(log);
+  /**
+   * Sockets in their handshake, by peer address: a stopping listener closes them rather than wait for the
+   * handshake timeout. (The secure socket is another object than the raw one; the peer address ties them.)
+   */
+  const handshaking = new Map<string, net.Socket>();
+  const peerOf = (socket: net.Socket) => `${socket.remoteAddress}:${socket.remotePort}`;
   return {
     create(onSocket) {
       const server = tls.createServer(options, (socket) => {
+        handshaking.delete(peerOf(socket));
         socket.setNoDelay(true);
         onSocket(socket);
+      });
+      server.on("connection", (raw: net.Socket) => {
+        const at = peerOf(raw);
+        handshaking.set(at, raw);
+        raw.once("close", () => handshaking.delete(at));
       });
       // A failed handshake (no or a bad client certificate, plain TCP on the TLS port) never reaches MQTT; one
       // line per kind of failure at info, each one at debug.
@@ -70,6 +91,9 @@ export async function tlsServer(
       return server;
     },
     describe: certificateOf,
+    stop() {
+      for (const raw of handshaking.values()) raw.destroy();
+    },
   };
 }
 

@@ -21,6 +21,9 @@ import { tlsServer } from "./tls.ts";
 import { CloseCode, closePayload, frameHeader, FrameReader, Opcode } from "./websocket_frames.ts";
 import { readHandshake } from "./websocket_handshake.ts";
 
+/** How long a refused upgrade waits for the client to close its side after the answer. */
+const CLOSE_LINGER_MS = 1000;
+
 export async function listenWebSocket(
   config: WebSocketListenerConfig,
   options: SocketListenerOptions,
@@ -31,7 +34,7 @@ export async function listenWebSocket(
 ): Promise<Listener> {
   const type = config.type;
   const sockets = type === "wss"
-    ? await tlsServer(type, config, log)
+    ? await tlsServer(type, config, timeoutMs, log)
     : { create: (onSocket: (socket: net.Socket) => void) => net.createServer({ noDelay: true }, onSocket) };
   const refused = oncePerKind(log);
   return serveSockets(
@@ -41,15 +44,18 @@ export async function listenWebSocket(
       handshake(socket, first, ready) {
         const from = formatAddress(socket.remoteAddress ?? "unknown", socket.remotePort ?? 0);
         socket.on("error", ignore);
-        const parse = (bytes: Uint8Array) => {
-          const handshake = readHandshake(bytes, config.path);
+        const parse = (bytes: Uint8Array, seen: number) => {
+          const handshake = readHandshake(bytes, config.path, seen);
           return handshake.kind === "incomplete" ? undefined : handshake;
         };
         readPreamble(socket, first, timeoutMs, parse, (handshake, bytes) => {
           if (handshake.kind === "refuse") {
             // Any HTTP client can cause this: once per kind at info, then at debug.
-            refused(handshake.why, `${type} request from ${from} refused: ${handshake.why}`);
-            return void socket.end(handshake.response);
+            refused(handshake.reason, `${type} request from ${from} refused: ${handshake.why}`);
+            socket.end(handshake.response);
+            // A client that never closes its side would keep the socket half open; do not wait for it.
+            const linger = setTimeout(() => socket.destroy(), CLOSE_LINGER_MS);
+            return void socket.once("close", () => clearTimeout(linger));
           }
           socket.write(handshake.response);
           ready(new WebSocketFraming(socket), bytes.subarray(handshake.length));
@@ -86,7 +92,7 @@ class WebSocketFraming implements Framing {
     return this.#reader.read(chunk, data, (payload) => this.#frame(Opcode.pong, payload));
   }
 
-  close(closing?: Closing & { readonly peer?: boolean }): void {
+  close(closing?: Closing): void {
     if (this.#closeSent) return;
     this.#closeSent = true;
     // The peer's own close is answered with a normal one; a refused frame with the code that says why.
@@ -97,6 +103,8 @@ class WebSocketFraming implements Framing {
   /** One frame, header and payload in one write. */
   #frame(opcode: number, payload: Uint8Array): void {
     const socket = this.#socket;
+    // Nothing may follow the close frame (a pong for a ping read in the same chunk, say).
+    if (this.#closeSent && opcode !== Opcode.close) return;
     socket.cork();
     socket.write(frameHeader(opcode, payload.length));
     socket.write(payload);

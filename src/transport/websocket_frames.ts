@@ -18,8 +18,13 @@ export const CloseCode = {
   normal: 1000,
   protocolError: 1002,
   unsupportedData: 1003,
-  internalError: 1011,
+  invalidData: 1007,
 } as const;
+
+/** Close codes an endpoint may put in a close frame (RFC 6455 section 7.4): not 1004-1006 or 1015. */
+function sendableCode(code: number): boolean {
+  return (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1014) || (code >= 3000 && code <= 4999);
+}
 
 /**
  * Why the reading stopped: the peer's close frame (`peer`), or a frame the reader refuses, with the close
@@ -173,7 +178,13 @@ export class FrameReader {
       case CLOSE: {
         if (payload.length === 1) return this.#fail(protocolError("close frame of 1 byte"));
         const code = payload.length >= 2 ? (payload[0] << 8) | payload[1] : CloseCode.normal;
-        const reason = new TextDecoder().decode(payload.subarray(2));
+        if (!sendableCode(code)) return this.#fail(protocolError(`close code ${code} may not be sent`));
+        let reason: string;
+        try {
+          reason = new TextDecoder("utf-8", { fatal: true }).decode(payload.subarray(2));
+        } catch {
+          return this.#fail({ code: CloseCode.invalidData, reason: "close reason not UTF-8", peer: false });
+        }
         return this.#fail({ code, reason, peer: true });
       }
       default:

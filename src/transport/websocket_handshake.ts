@@ -16,13 +16,22 @@ const GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 export type Handshake =
   | { readonly kind: "incomplete" }
   /** Answer with `response` (an HTTP refusal), then close; `why` is for the log. */
-  | { readonly kind: "refuse"; readonly response: Uint8Array; readonly why: string }
+  | {
+    readonly kind: "refuse";
+    readonly response: Uint8Array;
+    readonly why: string;
+    /** The kind of refusal, for logging each kind once: `why` may quote what the client sent. */
+    readonly reason: string;
+  }
   /** Answer with `response` (101); the connection carries WebSocket frames from byte `length` on. */
   | { readonly kind: "upgrade"; readonly response: Uint8Array; readonly length: number };
 
-/** Reads the request head at the start of `bytes`, for the endpoint at `path`. */
-export function readHandshake(bytes: Uint8Array, path: string): Handshake {
-  const end = headEnd(bytes);
+/**
+ * Reads the request head at the start of `bytes`, for the endpoint at `path`; the first `seen` bytes were
+ * searched for the head's end before (a request that comes in pieces is searched once, not once a piece).
+ */
+export function readHandshake(bytes: Uint8Array, path: string, seen = 0): Handshake {
+  const end = headEnd(bytes, Math.max(0, seen - 3));
   if (end < 0) {
     return bytes.length < MAX_REQUEST
       ? { kind: "incomplete" }
@@ -30,9 +39,8 @@ export function readHandshake(bytes: Uint8Array, path: string): Handshake {
   }
   const lines = new TextDecoder("latin1").decode(bytes.subarray(0, end)).split("\r\n");
   const [method, target, version] = lines[0].split(" ");
-  if (!target || !version?.startsWith("HTTP/1.")) {
-    return refuse(400, "Bad Request", "not an HTTP/1.1 request");
-  }
+  // RFC 6455 section 4.1: an upgrade is an HTTP/1.1 GET with a Host header.
+  if (!target || version !== "HTTP/1.1") return refuse(400, "Bad Request", "not an HTTP/1.1 request");
   const headers = new Map<string, string>();
   for (const line of lines.slice(1)) {
     const colon = line.indexOf(":");
@@ -53,8 +61,10 @@ export function readHandshake(bytes: Uint8Array, path: string): Handshake {
     ]);
   }
   if (method !== "GET") {
-    return refuse(405, "Method Not Allowed", `a WebSocket upgrade is a GET, not ${method}`, ["Allow: GET"]);
+    const what = `a WebSocket upgrade is a GET, not ${clip(method, 20)}`;
+    return refuse(405, "Method Not Allowed", what, ["Allow: GET"], "not a GET");
   }
+  if (!headers.has("host")) return refuse(400, "Bad Request", "no Host header");
   if (!tokens(headers.get("connection")).includes("upgrade")) {
     return refuse(400, "Bad Request", "Connection header without upgrade");
   }
@@ -66,8 +76,9 @@ export function readHandshake(bytes: Uint8Array, path: string): Handshake {
   const offered = headers.get("sec-websocket-protocol")?.split(",").map((p) => p.trim()) ?? [];
   const protocol = SUB_PROTOCOLS.find((p) => offered.includes(p));
   if (!protocol) {
-    const list = offered.filter((p) => p !== "").join(", ") || "none";
-    return refuse(400, "Bad Request", `WebSocket sub-protocol mqtt required (offered: ${list})`);
+    const list = clip(offered.filter((p) => p !== "").join(", ") || "none", 100);
+    const why = `WebSocket sub-protocol mqtt required (offered: ${list})`;
+    return refuse(400, "Bad Request", why, [], "no mqtt sub-protocol");
   }
   const accept = createHash("sha1").update(key + GUID).digest("base64");
   const response = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
@@ -75,9 +86,9 @@ export function readHandshake(bytes: Uint8Array, path: string): Handshake {
   return { kind: "upgrade", response: new TextEncoder().encode(response), length: end + 4 };
 }
 
-/** Where the blank line ending the head starts, or -1. */
-function headEnd(bytes: Uint8Array): number {
-  for (let i = 0; i + 3 < bytes.length && i < MAX_REQUEST; i++) {
+/** Where the blank line ending the head starts (searching from `from`), or -1. */
+function headEnd(bytes: Uint8Array, from: number): number {
+  for (let i = from; i + 3 < bytes.length && i < MAX_REQUEST; i++) {
     if (bytes[i] === 13 && bytes[i + 1] === 10 && bytes[i + 2] === 13 && bytes[i + 3] === 10) return i;
   }
   return -1;
@@ -88,8 +99,19 @@ function tokens(value: string | undefined): string[] {
   return value?.toLowerCase().split(",").map((t) => t.trim()) ?? [];
 }
 
+/** What the client sent, cut short for a log line and a response body. */
+function clip(text: string, max: number): string {
+  return text.length > max ? `${text.slice(0, max)}...` : text;
+}
+
 /** An HTTP refusal whose body is the reason, one line, so curl or a browser shows it. */
-function refuse(status: number, phrase: string, why: string, headers: string[] = []): Handshake {
+function refuse(
+  status: number,
+  phrase: string,
+  why: string,
+  headers: string[] = [],
+  reason = why,
+): Handshake {
   const body = new TextEncoder().encode(`${why}\n`);
   const head = [
     `HTTP/1.1 ${status} ${phrase}`,
@@ -102,5 +124,5 @@ function refuse(status: number, phrase: string, why: string, headers: string[] =
   const response = new Uint8Array(head8.length + body.length);
   response.set(head8);
   response.set(body, head8.length);
-  return { kind: "refuse", response, why };
+  return { kind: "refuse", response, why, reason };
 }

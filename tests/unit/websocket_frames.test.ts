@@ -442,7 +442,24 @@ Deno.test("frames: a control frame over 125 bytes is a protocol error; 125 is fi
   }
   assert.equal(feed([frame(PING, pattern(125))]).end, undefined);
   assert.equal(feed([frame(PONG, pattern(125))]).end, undefined);
-  assert.equal(feed([frame(CLOSE, pattern(125))]).end?.peer, true);
+  assert.equal(feed([frame(CLOSE, [0x03, 0xe8, ...new Array(123).fill(0x61)])]).end?.peer, true);
+});
+
+Deno.test("frames: a close code that may not be sent is a protocol error; a reason not UTF-8 is 1007", () => {
+  for (const code of [0, 999, 1004, 1005, 1006, 1015, 1016, 2999, 5000]) {
+    assertRefused(
+      [frame(CLOSE, [code >> 8, code & 0xff])],
+      protocolError(`close code ${code} may not be sent`),
+    );
+  }
+  for (const code of [1000, 1001, 1003, 1007, 1014, 3000, 4999]) {
+    assert.deepEqual(feed([frame(CLOSE, [code >> 8, code & 0xff])]).end, { code, reason: "", peer: true });
+  }
+  assert.deepEqual(feed([frame(CLOSE, [0x03, 0xe8, 0xc3, 0x28])]).end, {
+    code: 1007,
+    reason: "close reason not UTF-8",
+    peer: false,
+  });
 });
 
 Deno.test("frames: a continuation frame without a message started is a protocol error", () => {
@@ -515,7 +532,7 @@ Deno.test("frames: closePayload is the code big-endian, then the reason, cut to 
     normal: 1000,
     protocolError: 1002,
     unsupportedData: 1003,
-    internalError: 1011,
+    invalidData: 1007,
   });
 });
 

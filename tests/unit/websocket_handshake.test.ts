@@ -200,8 +200,27 @@ Deno.test("handshake: a query string is ignored; the path alone is compared", as
   );
 });
 
-Deno.test("handshake: HTTP/1.0 and HTTP/1.1 are read; other headers are no matter", async () => {
-  await assertUpgrade(read(request({}, "GET /mqtt HTTP/1.0")), "mqtt");
+Deno.test("handshake: an upgrade is HTTP/1.1 with a Host header (RFC 6455 section 4.1)", () => {
+  assertRefusal(
+    read(request({}, "GET /mqtt HTTP/1.0")),
+    "HTTP/1.1 400 Bad Request",
+    "not an HTTP/1.1 request",
+  );
+  assertRefusal(read(request({ Host: null })), "HTTP/1.1 400 Bad Request", "no Host header");
+});
+
+Deno.test("handshake: a refusal's reason, for logging once per kind, does not quote what the client sent", () => {
+  const a = read(request({ "Sec-WebSocket-Protocol": "foo" }));
+  const b = read(request({ "Sec-WebSocket-Protocol": "x".repeat(500) }));
+  assert.ok(a.kind === "refuse" && b.kind === "refuse");
+  assert.equal(a.reason, b.reason);
+  assert.notEqual(a.why, b.why);
+  assert.ok(b.why.length < 200, b.why);
+  const post = read(request({}, `${"P".repeat(300)} /mqtt HTTP/1.1`));
+  assert.ok(post.kind === "refuse" && post.why.length < 100, JSON.stringify(post));
+});
+
+Deno.test("handshake: other headers are no matter", async () => {
   await assertUpgrade(
     read(
       request({
