@@ -16,6 +16,7 @@ import mqttPacket from "mqtt-packet";
 import { formatConfigError, parseConfig } from "../src/config/load.ts";
 import { type Config, listenerConfig } from "../src/config/schema.ts";
 import { type ConfigOverrides, startBroker, type TestBroker } from "./helpers/broker.ts";
+import { concat as concatBytes, u16 } from "./helpers/bytes.ts";
 import { CLIENT_CN, type KeyPairFiles, type TlsFiles, tlsFiles, UNTRUSTED_CN } from "./helpers/certs.ts";
 import { HAProxy, haproxyTest } from "./helpers/haproxy.ts";
 import { mosquittoSkipped, MosquittoSub, runMosquittoTool } from "./helpers/mosquitto.ts";
@@ -115,17 +116,11 @@ async function tlsBind(files: TlsFiles, verify: "optional" | "required", more = 
 
 const encoder = new TextEncoder();
 
+/** Byte runs, one after the other. */
 function concat(...parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const part of parts) {
-    out.set(part, at);
-    at += part.length;
-  }
-  return out;
+  return concatBytes(parts);
 }
 
-const u16 = (n: number) => [n >> 8, n & 0xff];
 const V2_SIGNATURE = [0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d, 0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a];
 
 /** A v1 header naming 203.0.113.7:40000 as the client. */

@@ -16,6 +16,7 @@ import { type Config, DEFAULT_CONFIG, listenerConfig } from "../src/config/schem
 import { StartError, startServer } from "../src/server.ts";
 import { createLogger } from "../src/observe/log.ts";
 import { startBroker, type TestBroker } from "./helpers/broker.ts";
+import { concat } from "./helpers/bytes.ts";
 import { CLIENT_CN, type TlsFiles, tlsFiles, UNTRUSTED_CN } from "./helpers/certs.ts";
 import { at, MosquittoSub, mosquittoTest, runMosquittoTool } from "./helpers/mosquitto.ts";
 import { connectMqttJs } from "./helpers/mqttjs.ts";
@@ -117,51 +118,6 @@ function chunks(bytes: Uint8Array, size: number): Uint8Array[] {
   const out: Uint8Array[] = [];
   for (let at = 0; at < bytes.length; at += size) out.push(bytes.subarray(at, at + size));
   return out;
-}
-
-/** Joins byte runs into one buffer. */
-function joined(parts: Uint8Array[]): Uint8Array {
-  return new Uint8Array(Buffer.concat(parts));
-}
-
-/**
- * Reads WebSocket frames the broker sends on a raw connection until `count` payload bytes have come (or
- * the connection ends); returns the frames as they came. Server frames are unmasked.
- */
-async function readFrames(
-  conn: Deno.Conn,
-  until: (frames: { opcode: number; payload: Uint8Array }[]) => boolean,
-): Promise<{ frames: { opcode: number; payload: Uint8Array }[]; eof: boolean }> {
-  let bytes: Uint8Array = new Uint8Array(0);
-  const frames: { opcode: number; payload: Uint8Array }[] = [];
-  const buffer = new Uint8Array(4096);
-  while (!until(frames)) {
-    let n: number | null;
-    try {
-      n = await conn.read(buffer);
-    } catch {
-      n = null; // reset by the broker
-    }
-    if (n === null) return { frames, eof: true };
-    bytes = joined([bytes, buffer.subarray(0, n)]);
-    while (bytes.length >= 2) {
-      let length = bytes[1] & 0x7f;
-      let at = 2;
-      if (length === 126) {
-        if (bytes.length < 4) break;
-        length = (bytes[2] << 8) | bytes[3];
-        at = 4;
-      } else if (length === 127) {
-        if (bytes.length < 10) break;
-        length = Number(new DataView(bytes.buffer, bytes.byteOffset + 2, 8).getBigUint64(0));
-        at = 10;
-      }
-      if (bytes.length < at + length) break;
-      frames.push({ opcode: bytes[0] & 0x0f, payload: bytes.slice(at, at + length) });
-      bytes = bytes.slice(at + length);
-    }
-  }
-  return { frames, eof: false };
 }
 
 /** The MQTT packets in `bytes` (the broker's stream), parsed at `version`; a partial one at the end is left. */
@@ -580,7 +536,7 @@ Deno.test("ws: a CONNECT sent one byte per message gets its CONNACK", async () =
 Deno.test("ws: CONNECT, SUBSCRIBE and PUBLISH in one message are all processed", async () => {
   await using broker = await wsBroker();
   await using client = await WsClient.open(wsUrl(broker.port), "mqtt");
-  client.sendBytes(joined([
+  client.sendBytes(concat([
     encode(connectPacket({ clientId: "all-at-once" })),
     encode({ cmd: "subscribe", messageId: 7, subscriptions: [{ topic: "once/#", qos: 1 }] }),
     encode(publishPacket("once/here", "in the same message", { qos: 1, messageId: 8 })),
@@ -604,7 +560,7 @@ Deno.test("ws: CONNECT, SUBSCRIBE and PUBLISH in one message are all processed",
 Deno.test("ws: packets cut at arbitrary points across messages are reassembled in order", async () => {
   await using broker = await wsBroker();
   await using client = await WsClient.open(wsUrl(broker.port), "mqtt");
-  const stream = joined([
+  const stream = concat([
     encode(connectPacket({ clientId: "cut-up" })),
     encode({ cmd: "subscribe", messageId: 1, subscriptions: [{ topic: "cut/#", qos: 0 }] }),
     ...Array.from({ length: 5 }, (_, i) => encode(publishPacket(`cut/${i}`, `message ${i} `.repeat(i + 1)))),
@@ -653,15 +609,12 @@ Deno.test("ws: a message fragmented into continuation frames is one chunk of the
   try {
     const connect = encode(connectPacket({ clientId: "fragmented", keepalive: 30 }));
     const [a, b, c] = [connect.subarray(0, 3), connect.subarray(3, 10), connect.subarray(10)];
-    await conn.write(joined([
+    await conn.write(concat([
       maskedFrame(Opcode.binary, a, false),
       maskedFrame(Opcode.continuation, b, false),
       maskedFrame(Opcode.continuation, c),
     ]));
-    const { frames } = await within(
-      readFrames(conn, (frames) => frames.length > 0),
-      "the CONNACK frame",
-    );
+    const { frames } = await readServerFrames(conn, (frames) => frames.length > 0, "the CONNACK frame");
     assert.equal(frames[0].opcode, Opcode.binary);
     assert.deepEqual([...frames[0].payload], [0x20, 0x02, 0x00, 0x00]);
     assertConnectedOver(broker, "fragmented", "ws", "MQTT 3.1.1");
@@ -698,7 +651,7 @@ Deno.test("ws: frames in the same write as the upgrade request are read; so is a
   // The request, CONNECT and PINGREQ in one write: what follows the blank line is already frames.
   const conn = await Deno.connect({ hostname: "127.0.0.1", port: broker.port });
   try {
-    await conn.write(joined([
+    await conn.write(concat([
       new TextEncoder().encode(upgradeRequest()),
       maskedFrame(Opcode.binary, encode(connectPacket({ clientId: "eager" }))),
       maskedFrame(Opcode.binary, encode({ cmd: "pingreq" })),
@@ -724,7 +677,7 @@ Deno.test("ws: frames in the same write as the upgrade request are read; so is a
     for (const byte of request.subarray(0, -1)) await slow.write(Uint8Array.of(byte));
     const connect = encode(connectPacket({ clientId: "slow" }));
     await slow.write(
-      joined([request.subarray(-1), maskedFrame(Opcode.binary, connect.subarray(0, 2), false)]),
+      concat([request.subarray(-1), maskedFrame(Opcode.binary, connect.subarray(0, 2), false)]),
     );
     await slow.write(maskedFrame(Opcode.continuation, connect.subarray(2)));
     const { head, rest } = await readHead(slow);
@@ -796,7 +749,7 @@ Deno.test("ws: a ping gets a pong with the same payload, before and after CONNEC
     // A ping between the frames of a fragmented CONNECT: the pong comes, and so does the CONNACK.
     const connect = encode(connectPacket({ clientId: "pinger" }));
     const payload = Uint8Array.from({ length: 125 }, (_, i) => (i * 37) & 0xff);
-    await conn.write(joined([
+    await conn.write(concat([
       maskedFrame(Opcode.binary, connect.subarray(0, 5), false),
       maskedFrame(Opcode.ping, payload),
       maskedFrame(Opcode.continuation, connect.subarray(5)),
@@ -1207,11 +1160,9 @@ Deno.test({
     try {
       await conn.write(maskedFrame(Opcode.binary, encode(connectPacket({ clientId: "mute", keepalive: 1 }))));
       // It reads (the CONNACK, the close frame) but never answers; the TCP connection must end anyway.
-      const { frames, eof } = await within(
-        readFrames(conn, () => false),
-        "the broker to drop the connection",
-        15_000,
-      );
+      const { frames, eof } = await readServerFrames(conn, () => false, "the broker to drop the connection", {
+        ms: 15_000,
+      });
       assert.ok(eof);
       assert.deepEqual(frames.map((f) => f.opcode), [Opcode.binary, Opcode.close]);
       await broker.disconnected("mute", "keep-alive timeout");

@@ -10,6 +10,7 @@ import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import mqttPacket from "mqtt-packet";
 import type * as MP from "mqtt-packet";
+import { concat } from "./bytes.ts";
 import { connectPacket, type Packet, summary } from "./raw.ts";
 import { within } from "./wait.ts";
 
@@ -366,7 +367,7 @@ export async function readServerFrames(
           n = null; // reset by the broker
         }
         if (n === null) return { frames, eof: true };
-        bytes = concatBytes(bytes, buffer.subarray(0, n));
+        bytes = concat([bytes, buffer.subarray(0, n)]);
       }
     })(),
     what,
@@ -401,7 +402,7 @@ export async function httpExchange(port: number, request: string): Promise<HttpA
     while (body.length < length) {
       const more = await readSome(conn);
       if (more === null) break;
-      body = concatBytes(body, more);
+      body = concat([body, more]);
     }
     return { status: Number(statusLine.split(" ")[1]), headers, body: new TextDecoder().decode(body) };
   } finally {
@@ -431,13 +432,6 @@ export async function readHead(conn: Deno.Conn): Promise<{ head: string; rest: U
     }
     const more = await readSome(conn);
     if (more === null) throw new Error(`the broker closed the connection mid-response: ${text}`);
-    bytes = concatBytes(bytes, more);
+    bytes = concat([bytes, more]);
   }
-}
-
-function concatBytes(a: Uint8Array, b: Uint8Array): Uint8Array {
-  const out = new Uint8Array(a.length + b.length);
-  out.set(a);
-  out.set(b, a.length);
-  return out;
 }

@@ -14,6 +14,7 @@ import {
   FrameReader,
   Opcode,
 } from "../../src/transport/websocket_frames.ts";
+import { concat } from "../helpers/bytes.ts";
 
 // --- A client frame encoder of the test's own -----------------------------------------------------------
 
@@ -67,13 +68,7 @@ function frame(
 
 /** Joins byte runs. */
 function cat(...parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const part of parts) {
-    out.set(part, at);
-    at += part.length;
-  }
-  return out;
+  return concat(parts);
 }
 
 /** `length` bytes in a pattern in which a dropped, repeated or mis-unmasked byte shows. */
