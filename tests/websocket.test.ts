@@ -16,7 +16,7 @@ import { type Config, DEFAULT_CONFIG, listenerConfig } from "../src/config/schem
 import { StartError, startServer } from "../src/server.ts";
 import { createLogger } from "../src/observe/log.ts";
 import { startBroker, type TestBroker } from "./helpers/broker.ts";
-import { concat } from "./helpers/bytes.ts";
+import { concat, pattern } from "./helpers/bytes.ts";
 import { CLIENT_CN, type TlsFiles, tlsFiles, UNTRUSTED_CN } from "./helpers/certs.ts";
 import { at, MosquittoSub, mosquittoTest, runMosquittoTool } from "./helpers/mosquitto.ts";
 import { connectMqttJs } from "./helpers/mqttjs.ts";
@@ -98,19 +98,6 @@ function refusalLines(broker: TestBroker, level: "INFO" | "DEBUG", why: string):
     l.includes(` ${level} `) && /ws request from 127\.0\.0\.1:\d+ refused: /.test(l) &&
     l.endsWith(` refused: ${why}`)
   );
-}
-
-/** `length` bytes of every value, in a pattern that a dropped, repeated or reordered chunk would break. */
-function patterned(length: number): Uint8Array {
-  const bytes = new Uint8Array(length);
-  let x = 0x9e3779b9;
-  for (let i = 0; i < length; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    bytes[i] = x & 0xff;
-  }
-  return bytes;
 }
 
 /** `bytes` cut into messages of `size` bytes (the last may be shorter). */
@@ -580,7 +567,7 @@ Deno.test("ws: packets cut at arbitrary points across messages are reassembled i
 
 Deno.test("ws: a 300 KB PUBLISH sent in 64 KB messages arrives intact over ws and over tcp", async () => {
   await using broker = await wsBroker();
-  const payload = patterned(300_000);
+  const payload = pattern(300_000);
   await using receiver = await WsClient.connected(wsUrl(broker.port), { clientId: "big-receiver" });
   receiver.send({ cmd: "subscribe", messageId: 1, subscriptions: [{ topic: "big", qos: 1 }] });
   await receiver.expect("suback");

@@ -66,3 +66,19 @@ export function withPacketId(encoded: Uint8Array, packetId: number, dup = false)
   if (dup) copy[0] |= DUP_FLAG;
   return copy;
 }
+
+/**
+ * `length` pseudo-random bytes (xorshift from `seed`) in which a dropped, repeated, reordered or
+ * mis-unmasked byte shows.
+ */
+export function pattern(length: number, seed = 1): Uint8Array {
+  const bytes = new Uint8Array(length);
+  let x = 0x2545f491 ^ seed;
+  for (let i = 0; i < length; i++) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    bytes[i] = x & 0xff;
+  }
+  return bytes;
+}

@@ -14,7 +14,7 @@ import {
   FrameReader,
   Opcode,
 } from "../../src/transport/websocket_frames.ts";
-import { concat } from "../helpers/bytes.ts";
+import { concat, pattern } from "../helpers/bytes.ts";
 
 // --- A client frame encoder of the test's own -----------------------------------------------------------
 
@@ -69,19 +69,6 @@ function frame(
 /** Joins byte runs. */
 function cat(...parts: Uint8Array[]): Uint8Array {
   return concat(parts);
-}
-
-/** `length` bytes in a pattern in which a dropped, repeated or mis-unmasked byte shows. */
-function pattern(length: number, seed = 1): Uint8Array {
-  const bytes = new Uint8Array(length);
-  let x = 0x2545f491 ^ seed;
-  for (let i = 0; i < length; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    bytes[i] = x & 0xff;
-  }
-  return bytes;
 }
 
 // --- Driving the reader ----------------------------------------------------------------------------
