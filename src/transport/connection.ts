@@ -3,6 +3,7 @@
  * here knows MQTT, and nothing in the protocol layer knows which transport it is on.
  */
 
+import type net from "node:net";
 import type { Logger } from "../observe/log.ts";
 
 /** `host:port` as logs and messages show it, an IPv6 host in brackets. */
@@ -81,4 +82,22 @@ export interface Listener {
   close(): Promise<void>;
   /** Resolves once every connection accepted here has ended (after the handler closed them). */
   drained(): Promise<void>;
+}
+
+/**
+ * After start-up, a server's errors are failed accepts (EMFILE, say): one line per kind, not one per
+ * attempt, and never an unhandled error event.
+ */
+export function logAcceptFailures(
+  server: net.Server,
+  type: string,
+  host: string,
+  port: number,
+  log: Logger,
+): void {
+  let lastError = "";
+  server.on("error", (error: Error) => {
+    if (error.message !== lastError) log.warn(`${type} ${host}:${port}: accept failed: ${error.message}`);
+    lastError = error.message;
+  });
 }

@@ -12,7 +12,14 @@
 import net from "node:net";
 import { type Logger, oncePerKind } from "../observe/log.ts";
 import { type AddressRange, inRange } from "./address_range.ts";
-import { type Acceptor, type Connection, formatAddress, type Listener, type PeerInfo } from "./connection.ts";
+import {
+  type Acceptor,
+  type Connection,
+  formatAddress,
+  type Listener,
+  logAcceptFailures,
+  type PeerInfo,
+} from "./connection.ts";
 import { readPreamble } from "./preamble.ts";
 import { parseProxyHeader, verifiedCommonName } from "./proxy_protocol.ts";
 
@@ -168,6 +175,7 @@ export async function listenBehindProxy(
       server.once("error", reject);
       server.listen({ host: front.host, port: front.port }, () => {
         server.off("error", reject);
+        logAcceptFailures(server, front.type, front.host, front.port, log);
         resolve();
       });
     });

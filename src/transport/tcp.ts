@@ -16,6 +16,7 @@ import {
   type ConnectionHandler,
   guard,
   type Listener,
+  logAcceptFailures,
   type PeerInfo,
 } from "./connection.ts";
 import { Outbox } from "./outbox.ts";
@@ -93,7 +94,6 @@ export function serveSockets(
   const describe = transport.describe ?? (() => ({}));
   let open = 0;
   let drained: (() => void) | null = null;
-  let lastError = "";
   /** Sockets not yet connections (sending a PROXY header or a WebSocket upgrade): close() drops them. */
   const pending = new Set<net.Socket>();
   // One callback per listener, not per connection.
@@ -131,11 +131,7 @@ export function serveSockets(
     server.once("error", reject);
     server.listen({ host, port }, () => {
       server.off("error", reject);
-      // After start-up, errors are failed accepts (EMFILE, say): one line per kind, not one per attempt.
-      server.on("error", (error: Error) => {
-        if (error.message !== lastError) log.warn(`${type} ${host}:${port}: accept failed: ${error.message}`);
-        lastError = error.message;
-      });
+      logAcceptFailures(server, type, host, port, log);
       resolve({
         type,
         host,
