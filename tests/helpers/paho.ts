@@ -66,8 +66,12 @@ def client(cid):
     if hasattr(mqtt, "CallbackAPIVersion"):
         return mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=cid, protocol=mqtt.MQTTv5)
     return mqtt.Client(client_id=cid, protocol=mqtt.MQTTv5)
+_out_lock = threading.Lock()
 def out(obj):
-    print(json.dumps(obj), flush=True)
+    # Callbacks of several clients run on their own threads: one whole line at a time.
+    with _out_lock:
+        sys.stdout.write(json.dumps(obj) + "\\n")
+        sys.stdout.flush()
 def codes(reason_codes):
     return [int(getattr(c, "value", c)) for c in reason_codes]
 `;
