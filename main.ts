@@ -1,9 +1,11 @@
 /**
- * The `vyoma` command line: start the broker, print the default config, check a config file.
+ * The `vyoma` command line: start the broker, print the default config, check a config file, edit a password
+ * file.
  * Exit codes: 0 success, 1 the broker failed at run time (a port in use, say), 2 bad usage or bad config.
  */
 
 import { parseArgs } from "node:util";
+import { type CommandResult, insertPassword, removePassword } from "./src/auth/password_cli.ts";
 import { type Config, DEFAULT_CONFIG } from "./src/config/schema.ts";
 import { formatConfigError, loadConfigFile } from "./src/config/load.ts";
 import { renderDefaultConfig } from "./src/config/render.ts";
@@ -18,6 +20,11 @@ Usage:
                                 127.0.0.1:1883, anonymous clients allowed.
   vyoma default-config          Print the complete default config, every option commented.
   vyoma check-config FILE       Validate a config file; print one line naming any error.
+  vyoma insert-password FILE USERNAME [--password-stdin]
+                                Add a user to a Mosquitto password file (created if missing) or change
+                                its password: asked twice on a terminal, or one line from stdin.
+  vyoma remove-password FILE USERNAME
+                                Remove a user from a password file.
   vyoma --help | --version
 
 Exit codes: 0 ok, 1 run-time failure (such as a port in use), 2 bad usage or bad config.
@@ -33,6 +40,7 @@ async function main(args: string[]): Promise<number> {
         config: { type: "string", short: "c" },
         help: { type: "boolean", short: "h" },
         version: { type: "boolean", short: "V" },
+        "password-stdin": { type: "boolean" },
       },
     });
   } catch (error) {
@@ -42,6 +50,9 @@ async function main(args: string[]): Promise<number> {
   if (values.help) return print(HELP);
   if (values.version) return print(`vyoma ${VERSION}`);
   const [command, ...rest] = positionals;
+  if (values["password-stdin"] && command !== "insert-password") {
+    return usageError("--password-stdin goes with insert-password only");
+  }
   switch (command) {
     case "start":
       if (rest.length > 0) return usageError(`unexpected argument "${rest[0]}" (use --config FILE)`);
@@ -54,6 +65,18 @@ async function main(args: string[]): Promise<number> {
       const file = rest[0] ?? values.config;
       if (!file || rest.length > 1) return usageError("check-config takes one config file");
       return await checkConfig(file);
+    }
+    case "insert-password":
+    case "remove-password": {
+      if (rest.length !== 2 || values.config) {
+        return usageError(`${command} takes a password file and a username`);
+      }
+      const [file, username] = rest;
+      return report(
+        command === "insert-password"
+          ? await insertPassword(file, username, values["password-stdin"] ?? false)
+          : await removePassword(file, username),
+      );
     }
     case undefined:
       return usageError("no command given");
@@ -132,6 +155,17 @@ async function checkConfig(file: string): Promise<number> {
 function print(text: string): number {
   console.log(text);
   return 0;
+}
+
+function report(result: CommandResult): number {
+  if (!result.ok) return result.usage ? usageError(result.message) : failure(result.message);
+  if (result.warning) console.error(`vyoma: warning: ${result.warning}`);
+  return print(result.message);
+}
+
+function failure(message: string): number {
+  console.error(`vyoma: ${message}`);
+  return 1;
 }
 
 function configError(line: string): number {
