@@ -4,6 +4,7 @@
  */
 
 import type { EnhancedAuthenticator } from "./auth/enhanced.ts";
+import { PasswordFileError, PasswordVerifier, readPasswordFile } from "./auth/password_file.ts";
 import { Broker } from "./broker/broker.ts";
 import { Client, type ClientIdentity } from "./broker/client.ts";
 import type { Config, ListenerConfig } from "./config/schema.ts";
@@ -43,6 +44,7 @@ export async function startServer(
   log: Logger,
   options: ServerOptions = {},
 ): Promise<Server> {
+  const passwords = await loadPasswords(config.auth.password_file);
   const metrics = createMetrics();
   const broker = new Broker(
     config,
@@ -51,6 +53,7 @@ export async function startServer(
     new MemorySessionStore(),
     new MemoryRetainedStore(config.limits.max_retained_messages),
     options.authenticators,
+    passwords,
   );
   const clients = new Set<Client>();
   let refusedLogged = false;
@@ -166,6 +169,14 @@ async function openListener(
       `cannot listen on ${config.type} ${formatAddress(config.host, config.port)}: ${listenFailure(error)}`,
     );
   }
+}
+
+/** The password file's users, or undefined when none is configured; a bad file stops start-up. */
+async function loadPasswords(path: string): Promise<PasswordVerifier | undefined> {
+  if (path === "") return undefined;
+  const file = await readPasswordFile(path);
+  if (file instanceof PasswordFileError) throw new StartError(`password file: ${file.message}`);
+  return new PasswordVerifier(file);
 }
 
 /** The listener's PROXY protocol settings; the header must come within the connect timeout. */

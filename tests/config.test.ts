@@ -60,7 +60,7 @@ interface ExpectedConfig {
       use_identity_as_username: boolean;
     }>
   )[];
-  auth: { allow_anonymous: boolean };
+  auth: { allow_anonymous: boolean; password_file: string };
   mqtt: {
     max_qos: 0 | 1 | 2;
     connect_timeout: number;
@@ -101,7 +101,7 @@ const EXPECTED_DEFAULTS: ExpectedConfig = {
     proxy_trusted_sources: ["127.0.0.1", "::1"],
     use_identity_as_username: false,
   }],
-  auth: { allow_anonymous: true },
+  auth: { allow_anonymous: true, password_file: "" },
   mqtt: {
     max_qos: 2,
     connect_timeout: 10,
@@ -207,7 +207,7 @@ limits:
       listenerConfig("tcp", { host: "::", port: 0 }),
       listenerConfig("tcp", { host: "localhost", port: 65535 }),
     ],
-    auth: { allow_anonymous: false },
+    auth: { allow_anonymous: false, password_file: "" },
     mqtt: {
       max_qos: 0,
       connect_timeout: 3600,
@@ -335,7 +335,7 @@ Deno.test("unknown keys are reported with the full path and a suggestion when on
     errorOf("mqtt:\n  Max_QoS: 1\n"),
     "cfg.yaml:2: mqtt.Max_QoS: unknown key (did you mean max_qos?)",
   );
-  assert.equal(errorOf("auth:\n  password_file: x\n"), "cfg.yaml:2: auth.password_file: unknown key");
+  assert.equal(errorOf("auth:\n  acl_fil: x\n"), "cfg.yaml:2: auth.acl_fil: unknown key");
   assert.equal(
     errorOf("listeners:\n  - port: 1\n  - host: a\n    prot: 2\n"),
     "cfg.yaml:4: listeners[1].prot: unknown key (did you mean port?)",

@@ -4,6 +4,7 @@
  * clients reach it through `Client`, and deliveries leave through each session's outlet.
  */
 
+import type { PasswordCheck } from "../auth/authenticate.ts";
 import type { EnhancedAuthenticator } from "../auth/enhanced.ts";
 import type { Config } from "../config/schema.ts";
 import { type Logger, quote } from "../observe/log.ts";
@@ -57,6 +58,8 @@ export class Broker {
   readonly retained: RetainedStore;
   readonly delivery: Delivery;
   readonly authenticators: readonly EnhancedAuthenticator[];
+  /** The password file's users, when `auth.password_file` is set. */
+  readonly passwords: PasswordCheck | undefined;
   /** What every MQTT 5.0 CONNACK announces of the broker's limits (the config never changes). */
   readonly announcedLimits: Readonly<Properties>;
   readonly #router = new Router();
@@ -74,7 +77,9 @@ export class Broker {
     sessions: SessionStore,
     retained: RetainedStore,
     authenticators: readonly EnhancedAuthenticator[] = [],
+    passwords?: PasswordCheck,
   ) {
+    this.passwords = passwords;
     this.config = config;
     this.log = log;
     this.metrics = metrics;

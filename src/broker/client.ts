@@ -5,7 +5,7 @@
  * enhanced authentication) is switched on by `#version`.
  */
 
-import { authenticate } from "../auth/authenticate.ts";
+import { authenticate, type AuthResult } from "../auth/authenticate.ts";
 import type { AuthStep } from "../auth/enhanced.ts";
 import { AuthExchange } from "../auth/exchange.ts";
 import {
@@ -84,6 +84,8 @@ export class Client implements ConnectionHandler, FrameSink, Outlet {
   #assigned = false;
   /** Frames that arrived while an authentication step was running, to be handled after it. */
   #held: Uint8Array[] | undefined;
+  /** The CONNECT's password is being checked (asynchronously, against the password file). */
+  #verifying = false;
   #heldBytes = 0;
 
   /** `onClose` runs once when the connection is over, whoever ended it. */
@@ -176,7 +178,7 @@ export class Client implements ConnectionHandler, FrameSink, Outlet {
 
   /** FrameSink: one whole packet from the FrameReader; false once the connection is closed. */
   frame(frame: Uint8Array): boolean {
-    if (this.#state === "authenticating" && this.#auth?.busy) {
+    if (this.#verifying || (this.#state === "authenticating" && this.#auth?.busy)) {
       // A client should wait for the exchange; one that floods instead is not buffered without bound.
       this.#heldBytes += frame.length;
       if (this.#heldBytes > this.#broker.config.limits.max_packet_size) {
@@ -319,10 +321,29 @@ export class Client implements ConnectionHandler, FrameSink, Outlet {
     }
     // A verified certificate taken as the username has authenticated the client already (as in Mosquitto).
     if (!this.#identity.certificateAsUsername) {
-      const auth = authenticate(connect, config.auth);
+      const auth = authenticate(connect, config.auth, this.#broker.passwords);
+      if (auth instanceof Promise) return this.#awaitPassword(auth, connect, assigned);
       if (!auth.ok) return this.#refuse(auth.code, auth.reason);
     }
     this.#accept(connect, assigned, undefined);
+  }
+
+  /** The password is being checked: packets sent meanwhile wait, as during an AUTH exchange. */
+  #awaitPassword(check: Promise<AuthResult>, connect: ConnectPacket, assigned: boolean): void {
+    this.#state = "authenticating";
+    this.#verifying = true;
+    check.then((auth) => {
+      this.#verifying = false;
+      if (this.#state === "closed") return;
+      if (!auth.ok) return this.#refuse(auth.code, auth.reason);
+      this.#accept(connect, assigned, undefined);
+      this.#releaseHeld();
+    }, (error) => {
+      this.#verifying = false;
+      if (this.#state === "closed") return;
+      this.#broker.log.error(`password check failed: ${error instanceof Error ? error.message : error}`);
+      this.#refuse(ConnackCode.serverUnavailable, "the password could not be checked");
+    });
   }
 
   /** The CONNECT is authenticated: attach the session and send CONNACK. */
@@ -409,7 +430,11 @@ export class Client implements ConnectionHandler, FrameSink, Outlet {
       if (auth.connect) this.#accept(auth.connect, this.#assigned, reply(step.data));
       else this.write(encodeAuth(Reason.success, reply(step.data)));
     }
-    // Frames held while the step ran, in order, until another step holds the rest.
+    this.#releaseHeld();
+  }
+
+  /** Frames held while a step or a password check ran, in order, until another step holds the rest. */
+  #releaseHeld(): void {
     while (this.#held?.length && !this.#holding()) {
       const frame = this.#held.shift()!;
       this.#heldBytes -= frame.length;
@@ -417,9 +442,10 @@ export class Client implements ConnectionHandler, FrameSink, Outlet {
     }
   }
 
-  /** Closed, or waiting on an authentication step before CONNACK: frames must wait (or be dropped). */
+  /** Closed, or waiting on an authentication step or a password check: frames must wait (or be dropped). */
   #holding(): boolean {
-    return this.#state === "closed" || (this.#state === "authenticating" && this.#auth?.busy === true);
+    return this.#state === "closed" || this.#verifying ||
+      (this.#state === "authenticating" && this.#auth?.busy === true);
   }
 
   #authPacket(reasonCode: number, properties: Properties): void {

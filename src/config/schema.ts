@@ -307,6 +307,11 @@ export const SCHEMA = section("", {
       default: true,
       doc: "Accept clients that send no username (as Mosquitto does when it runs with no config).",
     }),
+    password_file: string({
+      default: "",
+      allowEmpty: true,
+      doc: "Users and password hashes in Mosquitto's format (vyoma insert-password); empty for none.",
+    }),
   }),
   mqtt: section("MQTT protocol behaviour.", {
     max_qos: integer<0 | 1 | 2>({
