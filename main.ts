@@ -28,7 +28,8 @@ Usage:
   vyoma --help | --version
 
 Exit codes: 0 ok, 1 run-time failure (such as a port in use), 2 bad usage or bad config.
-Stop a running broker with Ctrl-C (SIGINT) or SIGTERM: it closes every client and exits 0.`;
+Stop a running broker with Ctrl-C (SIGINT) or SIGTERM: it closes every client and exits 0.
+SIGHUP reads auth.password_file again, keeping every connection (and the old users if the file is bad).`;
 
 async function main(args: string[]): Promise<number> {
   let parsed;
@@ -106,7 +107,10 @@ async function start(configPath: string | undefined): Promise<number> {
     log.error(error.message);
     return 1;
   }
+  const reload = () => void server.reloadPasswords();
+  Deno.addSignalListener("SIGHUP", reload);
   const signal = await stopSignal;
+  Deno.removeSignalListener("SIGHUP", reload);
   log.info(`${signal} received: closing ${server.listeners.length} listener(s) and every client`);
   await server.stop();
   log.info("stopped");

@@ -25,6 +25,11 @@ export interface Server {
   readonly listeners: readonly Listener[];
   /** Stops accepting, closes every client, and resolves once all connections have ended. */
   stop(): Promise<void>;
+  /**
+   * Reads the password file again (SIGHUP): connected clients stay; the next CONNECTs are checked against
+   * the new users. A file that does not read keeps the previous users, and the log says why. False then.
+   */
+  reloadPasswords(): Promise<boolean>;
 }
 
 /** What a server is given besides its config. */
@@ -123,6 +128,18 @@ export async function startServer(
     broker,
     metrics,
     listeners,
+    async reloadPasswords() {
+      const path = config.auth.password_file;
+      if (path === "") return true;
+      const file = await readPasswordFile(path);
+      if (file instanceof PasswordFileError) {
+        log.warn(`password file not reloaded, the previous users stay: ${file.message}`);
+        return false;
+      }
+      broker.passwords = new PasswordVerifier(file);
+      log.info(`password file ${path} reloaded: ${file.users.size} user(s)`);
+      return true;
+    },
     stop() {
       return stopping ??= (async () => {
         await Promise.all(listeners.map((l) => l.close()));

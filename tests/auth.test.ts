@@ -133,6 +133,39 @@ authTest("auth: mosquitto_pub with -u/-P is let in with the right password only"
   assert.match(wrong.stderr, /bad user name or password|not authori[sz]ed/i);
 });
 
+// --- Reload -------------------------------------------------------------------------------------------------
+
+authTest(
+  "auth: a reload takes new users and passwords, keeps connected clients, and keeps the old users if the file is bad",
+  async () => {
+    await using file = await passwordFile({ alice: "correct horse" });
+    await using broker = await startBroker({ auth: { allow_anonymous: false, password_file: file.path } });
+    await using stays = await RawClient.connected(broker.port, {
+      clientId: "stays",
+      username: "alice",
+      password: Buffer.from("correct horse"),
+    });
+    const add = await new Deno.Command(MOSQUITTO_PASSWD, { args: ["-b", file.path, "carol", "new one"] })
+      .output();
+    assert.equal(add.code, 0);
+    assert.equal(await connackFor(broker, 4, "carol", "new one"), 4, "not before the reload");
+    assert.equal(await broker.server.reloadPasswords(), true);
+    assert.equal(await connackFor(broker, 4, "carol", "new one"), 0);
+    assert.ok(broker.logs.some((l) => l.includes(`password file ${file.path} reloaded: 2 user(s)`)));
+    await stays.assertIdle();
+
+    // A file broken by hand: the users read before stay, and the log says why.
+    await Deno.writeTextFile(file.path, "carol\n", { append: true });
+    assert.equal(await broker.server.reloadPasswords(), false);
+    assert.ok(
+      broker.logs.some((l) => l.includes("password file not reloaded") && l.includes(`${file.path}:3`)),
+    );
+    assert.equal(await connackFor(broker, 4, "carol", "new one"), 0);
+    assert.equal(await connackFor(broker, 4, "alice", "correct horse"), 0);
+    await stays.assertIdle();
+  },
+);
+
 // --- Start-up errors -----------------------------------------------------------------------------------
 
 authTest("auth: a missing or malformed password file stops start-up with one line naming it", async () => {

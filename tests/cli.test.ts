@@ -4,6 +4,7 @@
  */
 
 import assert from "node:assert/strict";
+import { Buffer } from "node:buffer";
 import denoJson from "../deno.json" with { type: "json" };
 import { RawClient } from "./helpers/raw.ts";
 import { within } from "./helpers/wait.ts";
@@ -207,6 +208,56 @@ Deno.test("cli: start serves clients, logs what it does, and SIGTERM stops it wi
   assert.equal(await broker.exitCode(), 0);
   assert.match(broker.logLines.join("\n"), /SIGTERM received/);
   assert.match(broker.logLines.at(-1)!, /stopped$/);
+});
+
+/** `vyoma insert-password FILE USER --password-stdin`, the password on stdin; asserts it succeeded. */
+async function insertPassword(file: string, user: string, password: string): Promise<void> {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "--allow-read",
+      "--allow-write",
+      "main.ts",
+      "insert-password",
+      file,
+      user,
+      "--password-stdin",
+    ],
+    stdin: "piped",
+    stdout: "null",
+    stderr: "piped",
+    env: { NO_COLOR: "1" },
+  }).spawn();
+  const writer = child.stdin.getWriter();
+  await writer.write(new TextEncoder().encode(`${password}\n`));
+  await writer.close();
+  const { code, stderr } = await child.output();
+  assert.equal(code, 0, decoder.decode(stderr));
+}
+
+Deno.test("cli: SIGHUP reads the password file again and keeps the broker and its clients running", async () => {
+  await using file = await configFile("");
+  const passwd = file.path.replace(/vyoma\.yaml$/, "passwd");
+  await insertPassword(passwd, "alice", "first");
+  await Deno.writeTextFile(
+    file.path,
+    `listeners:\n  - port: 0\nauth:\n  allow_anonymous: false\n  password_file: ${passwd}\n`,
+  );
+  await using broker = new BrokerProcess(["--config", file.path]);
+  const [, port] = await broker.waitFor(/listening on tcp 127\.0\.0\.1:(\d+)$/);
+  const login = async (password: string) => {
+    await using client = await RawClient.open(Number(port));
+    return (await client.connect({ clientId: "hup", username: "alice", password: Buffer.from(password) }))
+      .returnCode;
+  };
+  assert.equal(await login("first"), 0);
+  await insertPassword(passwd, "alice", "second");
+  broker.signal("SIGHUP");
+  await broker.waitFor(/password file .*passwd reloaded: 1 user\(s\)$/);
+  assert.equal(await login("second"), 0);
+  assert.equal(await login("first"), 4);
+  broker.signal("SIGTERM");
+  assert.equal(await broker.exitCode(), 0);
 });
 
 Deno.test("cli: SIGINT (Ctrl-C) stops the broker with exit 0", async () => {

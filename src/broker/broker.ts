@@ -58,8 +58,8 @@ export class Broker {
   readonly retained: RetainedStore;
   readonly delivery: Delivery;
   readonly authenticators: readonly EnhancedAuthenticator[];
-  /** The password file's users, when `auth.password_file` is set. */
-  readonly passwords: PasswordCheck | undefined;
+  /** The password file's users, when `auth.password_file` is set; replaced whole on a reload. */
+  passwords: PasswordCheck | undefined;
   /** What every MQTT 5.0 CONNACK announces of the broker's limits (the config never changes). */
   readonly announcedLimits: Readonly<Properties>;
   readonly #router = new Router();
