@@ -13,14 +13,13 @@ import type * as MP from "mqtt-packet";
 import { StartError } from "../src/server.ts";
 import { startBroker, type TestBroker } from "./helpers/broker.ts";
 import { runMosquittoTool } from "./helpers/mosquitto.ts";
+import { missingTools, MOSQUITTO_PASSWD, mosquittoPasswd } from "./helpers/passwords.ts";
 import { connectPacket, RawClient } from "./helpers/raw.ts";
 
 // --- Local helpers -----------------------------------------------------------------------------------
 
-const MOSQUITTO_PASSWD = "/usr/bin/mosquitto_passwd";
-const passwdMissing = await Deno.stat(MOSQUITTO_PASSWD).then(() => false, () => true);
 /** Ignored without mosquitto_passwd (Debian's `mosquitto` package), unless CI requires it. */
-const ignore = passwdMissing && Deno.env.get("VYOMA_REQUIRE_MOSQUITTO") !== "1";
+const ignore = missingTools(MOSQUITTO_PASSWD);
 if (ignore) {
   console.warn("mosquitto_passwd not found: the password file tests are ignored (apt-get install mosquitto)");
 }
@@ -31,8 +30,7 @@ async function passwordFile(users: Record<string, string>): Promise<{ path: stri
   const path = `${dir}/passwd`;
   await Deno.writeTextFile(path, "");
   for (const [user, password] of Object.entries(users)) {
-    const child = await new Deno.Command(MOSQUITTO_PASSWD, { args: ["-b", path, user, password] }).output();
-    assert.equal(child.code, 0, new TextDecoder().decode(child.stderr));
+    await mosquittoPasswd("-b", path, user, password);
   }
   return { path, [Symbol.asyncDispose]: () => Deno.remove(dir, { recursive: true }) };
 }

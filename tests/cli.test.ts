@@ -6,6 +6,7 @@
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import denoJson from "../deno.json" with { type: "json" };
+import { insertedPassword } from "./helpers/passwords.ts";
 import { RawClient } from "./helpers/raw.ts";
 import { within } from "./helpers/wait.ts";
 
@@ -210,35 +211,10 @@ Deno.test("cli: start serves clients, logs what it does, and SIGTERM stops it wi
   assert.match(broker.logLines.at(-1)!, /stopped$/);
 });
 
-/** `vyoma insert-password FILE USER --password-stdin`, the password on stdin; asserts it succeeded. */
-async function insertPassword(file: string, user: string, password: string): Promise<void> {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "--allow-read",
-      "--allow-write",
-      "main.ts",
-      "insert-password",
-      file,
-      user,
-      "--password-stdin",
-    ],
-    stdin: "piped",
-    stdout: "null",
-    stderr: "piped",
-    env: { NO_COLOR: "1" },
-  }).spawn();
-  const writer = child.stdin.getWriter();
-  await writer.write(new TextEncoder().encode(`${password}\n`));
-  await writer.close();
-  const { code, stderr } = await child.output();
-  assert.equal(code, 0, decoder.decode(stderr));
-}
-
 Deno.test("cli: SIGHUP reads the password file again and keeps the broker and its clients running", async () => {
   await using file = await configFile("");
   const passwd = file.path.replace(/vyoma\.yaml$/, "passwd");
-  await insertPassword(passwd, "alice", "first");
+  await insertedPassword(passwd, "alice", "first");
   await Deno.writeTextFile(
     file.path,
     `listeners:\n  - port: 0\nauth:\n  allow_anonymous: false\n  password_file: ${passwd}\n`,
@@ -251,7 +227,7 @@ Deno.test("cli: SIGHUP reads the password file again and keeps the broker and it
       .returnCode;
   };
   assert.equal(await login("first"), 0);
-  await insertPassword(passwd, "alice", "second");
+  await insertedPassword(passwd, "alice", "second");
   broker.signal("SIGHUP");
   await broker.waitFor(/password file .*passwd reloaded: 1 user\(s\)$/);
   assert.equal(await login("second"), 0);

@@ -6,6 +6,7 @@
 import assert from "node:assert/strict";
 import { PasswordFileError, readPasswordFile } from "../src/auth/password_file.ts";
 import { type StoredHash, verifyPassword } from "../src/auth/password_hash.ts";
+import { insertPassword, type Run, vyoma } from "./helpers/passwords.ts";
 import { within } from "./helpers/wait.ts";
 
 const encoder = new TextEncoder();
@@ -14,37 +15,6 @@ const decoder = new TextDecoder();
 /** mosquitto_passwd 2.0.11's line for alice, password "secret". */
 const ALICE =
   "alice:$7$101$y4BJ7fYmrOw/RrrF$Qp0omCDD8syU/dEpfxdyOTbl/DrF88S4XRaUUaLbNo3q/PdCDPDihVCuM4hHHxauJpITgaf2K3ksXiVGTE7H+w==";
-
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs `vyoma ARGS` with `stdin` written to it, as the README says to: read and write permission only. */
-async function vyoma(
-  args: string[],
-  stdin = "",
-  permissions = ["--allow-read", "--allow-write"],
-): Promise<Run> {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", ...permissions, "main.ts", ...args],
-    stdin: "piped",
-    stdout: "piped",
-    stderr: "piped",
-    env: { NO_COLOR: "1" },
-  }).spawn();
-  const writer = child.stdin.getWriter();
-  await writer.write(encoder.encode(stdin));
-  await writer.close();
-  const output = await child.output();
-  return { code: output.code, stdout: decoder.decode(output.stdout), stderr: decoder.decode(output.stderr) };
-}
-
-/** `insert-password FILE USER --password-stdin` with `password` on stdin. */
-function insert(file: string, user: string, password: string): Promise<Run> {
-  return vyoma(["insert-password", file, user, "--password-stdin"], `${password}\n`);
-}
 
 /** A temp directory holding `passwd` (not created), removed afterwards. */
 async function tempDir(): Promise<{ dir: string; file: string } & AsyncDisposable> {
@@ -79,7 +49,7 @@ async function namesIn(dir: string): Promise<string[]> {
 
 Deno.test("password cli: insert-password creates the file, mode 0600, with a $7$ line that verifies", async () => {
   await using tmp = await tempDir();
-  const run = await insert(tmp.file, "alice", "correct horse");
+  const run = await insertPassword(tmp.file, "alice", "correct horse");
   assert.equal(run.code, 0, run.stderr);
   assert.equal(run.stdout.trim(), `${tmp.file}: created with user "alice"`);
   assert.equal(run.stderr, "");
@@ -97,9 +67,9 @@ Deno.test("password cli: insert-password creates the file, mode 0600, with a $7$
 Deno.test("password cli: insert-password changes or adds one line and keeps every other line byte for byte", async () => {
   await using tmp = await tempDir();
   const others = ["# operators", "", `  ${ALICE}  \r`, "#bob:$6$commented-out"];
-  await insert(tmp.file, "carol", "first");
+  await insertPassword(tmp.file, "carol", "first");
   await Deno.writeTextFile(tmp.file, [...others, (await Deno.readTextFile(tmp.file)).trimEnd()].join("\n"));
-  const changed = await insert(tmp.file, "carol", "second");
+  const changed = await insertPassword(tmp.file, "carol", "second");
   assert.equal(changed.code, 0, changed.stderr);
   assert.equal(changed.stdout.trim(), `${tmp.file}: changed the password of user "carol"`);
   let lines = (await Deno.readTextFile(tmp.file)).split("\n");
@@ -110,20 +80,20 @@ Deno.test("password cli: insert-password changes or adds one line and keeps ever
   assert.equal(await passwordIs(tmp.file, "carol", "first"), false);
   assert.equal(await passwordIs(tmp.file, "alice", "secret"), true);
 
-  const added = await insert(tmp.file, "dave", "third");
+  const added = await insertPassword(tmp.file, "dave", "third");
   assert.equal(added.stdout.trim(), `${tmp.file}: added user "dave"`);
   lines = (await Deno.readTextFile(tmp.file)).split("\n");
   assert.deepEqual(lines.slice(0, 4), others);
   assert.match(lines[5], /^dave:\$7\$/);
   // alice's line, not rewritten, still has its blanks and CR; changing her password normalises it.
-  await insert(tmp.file, "alice", "new");
+  await insertPassword(tmp.file, "alice", "new");
   assert.match((await Deno.readTextFile(tmp.file)).split("\n")[2], /^alice:\$7\$210000\$\S+$/);
 });
 
 Deno.test("password cli: remove-password removes one line; a missing user is exit 1 and the file is untouched", async () => {
   await using tmp = await tempDir();
   await Deno.writeTextFile(tmp.file, `# keep me\n${ALICE}\n`);
-  await insert(tmp.file, "bob", "pw");
+  await insertPassword(tmp.file, "bob", "pw");
   const removed = await vyoma(["remove-password", tmp.file, "alice"]);
   assert.equal(removed.code, 0, removed.stderr);
   assert.equal(removed.stdout.trim(), `${tmp.file}: removed user "alice"`);
@@ -158,7 +128,7 @@ Deno.test("password cli: a username with ':', a control character, a leading '#'
     [" x", /cannot start or end with a space/],
   ];
   for (const [user, expected] of cases) {
-    assertFailed(await insert(tmp.file, user, "pw"), 2, expected);
+    assertFailed(await insertPassword(tmp.file, user, "pw"), 2, expected);
     assertFailed(await vyoma(["remove-password", tmp.file, user]), 2, expected);
   }
   assert.deepEqual(await Deno.readFile(tmp.file), before);
@@ -169,21 +139,25 @@ Deno.test("password cli: a malformed or unreadable file is one line naming it (a
   await Deno.writeTextFile(tmp.file, `# users\n${ALICE}\nbob:$7$101$notbase64$\n`);
   const before = await Deno.readFile(tmp.file);
   const expected = new RegExp(`^vyoma: ${tmp.file}:3: user "bob": the salt is not base64$`);
-  assertFailed(await insert(tmp.file, "carol", "pw"), 1, expected);
+  assertFailed(await insertPassword(tmp.file, "carol", "pw"), 1, expected);
   assertFailed(await vyoma(["remove-password", tmp.file, "alice"]), 1, expected);
   assert.deepEqual(await Deno.readFile(tmp.file), before);
 
   await Deno.writeFile(tmp.file, Uint8Array.from([...encoder.encode(`${ALICE}\n`), 0xff, 0x3a, 0x0a]));
-  assertFailed(await insert(tmp.file, "carol", "pw"), 1, new RegExp(`${tmp.file}:2: not UTF-8 text$`));
+  assertFailed(
+    await insertPassword(tmp.file, "carol", "pw"),
+    1,
+    new RegExp(`${tmp.file}:2: not UTF-8 text$`),
+  );
 
   const directory = `${tmp.dir}/sub`;
   await Deno.mkdir(directory);
-  assertFailed(await insert(directory, "carol", "pw"), 1, /sub: cannot read: /);
+  assertFailed(await insertPassword(directory, "carol", "pw"), 1, /sub: cannot read: /);
   if (Deno.uid() !== 0) {
     // root reads any file, so only another user can see the operating system refuse.
     await Deno.writeTextFile(tmp.file, `${ALICE}\n`);
     await Deno.chmod(tmp.file, 0);
-    assertFailed(await insert(tmp.file, "carol", "pw"), 1, /passwd: cannot read: permission denied$/);
+    assertFailed(await insertPassword(tmp.file, "carol", "pw"), 1, /passwd: cannot read: permission denied$/);
   }
 });
 
@@ -199,9 +173,13 @@ Deno.test("password cli: an empty password or one with a NUL is refused; --passw
   await using tmp = await tempDir();
   await Deno.writeTextFile(tmp.file, `${ALICE}\n`);
   const before = await Deno.readFile(tmp.file);
-  assertFailed(await insert(tmp.file, "bob", ""), 1, /^vyoma: the password is empty$/);
+  assertFailed(await insertPassword(tmp.file, "bob", ""), 1, /^vyoma: the password is empty$/);
   assertFailed(await vyoma(["insert-password", tmp.file, "bob", "--password-stdin"]), 1, /empty/);
-  assertFailed(await insert(tmp.file, "bob", "a\0b"), 1, /^vyoma: a password cannot contain a NUL byte$/);
+  assertFailed(
+    await insertPassword(tmp.file, "bob", "a\0b"),
+    1,
+    /^vyoma: a password cannot contain a NUL byte$/,
+  );
   assert.deepEqual(await Deno.readFile(tmp.file), before);
 
   const run = await vyoma(["insert-password", tmp.file, "bob", "--password-stdin"], "p w\r\nsecond line\n");
@@ -233,11 +211,11 @@ Deno.test("password cli: an existing file keeps its mode; one open to every user
   await using tmp = await tempDir();
   await Deno.writeTextFile(tmp.file, `${ALICE}\n`);
   await Deno.chmod(tmp.file, 0o640);
-  const quiet = await insert(tmp.file, "bob", "pw");
+  const quiet = await insertPassword(tmp.file, "bob", "pw");
   assert.equal(quiet.stderr, "");
   assert.equal((await Deno.stat(tmp.file)).mode! & 0o777, 0o640);
   await Deno.chmod(tmp.file, 0o644);
-  const warned = await insert(tmp.file, "carol", "pw");
+  const warned = await insertPassword(tmp.file, "carol", "pw");
   assert.equal(warned.code, 0);
   assert.equal((await Deno.stat(tmp.file)).mode! & 0o777, 0o644);
   assert.match(
@@ -251,7 +229,7 @@ Deno.test("password cli: a symlinked file is replaced where it lives, and the li
   await Deno.writeTextFile(tmp.file, `${ALICE}\n`);
   const link = `${tmp.dir}/link`;
   await Deno.symlink(tmp.file, link);
-  assert.equal((await insert(link, "bob", "pw")).code, 0);
+  assert.equal((await insertPassword(link, "bob", "pw")).code, 0);
   assert.ok((await Deno.lstat(link)).isSymlink);
   assert.deepEqual([...(await usersOf(tmp.file)).keys()], ["alice", "bob"]);
 });
@@ -265,7 +243,7 @@ Deno.test("password cli: five insert-password runs at once wait for the lock and
   const lock = await Deno.open(`${await Deno.realPath(tmp.file)}.lock`, { write: true, create: true });
   await lock.lock(true);
   let finished = 0;
-  const runs = users.map((user) => insert(tmp.file, user, `pw-${user}`).finally(() => finished++));
+  const runs = users.map((user) => insertPassword(tmp.file, user, `pw-${user}`).finally(() => finished++));
   await new Promise((resolve) => setTimeout(resolve, 2000));
   assert.equal(finished, 0, "a run went ahead without the lock");
   assert.deepEqual(await Deno.readFile(tmp.file), before);

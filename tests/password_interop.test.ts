@@ -7,54 +7,22 @@
 import assert from "node:assert/strict";
 import { PasswordFileError, PasswordVerifier, readPasswordFile } from "../src/auth/password_file.ts";
 import { at, mosquittoSkipped, runMosquittoTool } from "./helpers/mosquitto.ts";
+import {
+  insertedPassword,
+  missingTools,
+  MOSQUITTO,
+  MOSQUITTO_PASSWD,
+  mosquittoPasswd,
+} from "./helpers/passwords.ts";
 import { within } from "./helpers/wait.ts";
 
-const MOSQUITTO = "/usr/sbin/mosquitto";
-const MOSQUITTO_PASSWD = "/usr/bin/mosquitto_passwd";
-
-const brokerMissing = [MOSQUITTO, MOSQUITTO_PASSWD].some((path) => {
-  try {
-    return !Deno.statSync(path).isFile;
-  } catch {
-    return true;
-  }
-});
-const ignore = mosquittoSkipped || (brokerMissing && Deno.env.get("VYOMA_REQUIRE_MOSQUITTO") !== "1");
+const ignore = mosquittoSkipped || missingTools(MOSQUITTO, MOSQUITTO_PASSWD);
 if (ignore) console.warn("mosquitto or mosquitto_passwd not found: ignoring the password interop tests");
 
 const encoder = new TextEncoder();
 
 function interopTest(name: string, fn: () => Promise<void>): void {
   Deno.test({ name, ignore, fn });
-}
-
-async function mosquittoPasswd(...args: string[]): Promise<void> {
-  const output = await new Deno.Command(MOSQUITTO_PASSWD, { args, stdin: "null" }).output();
-  assert.equal(output.code, 0, new TextDecoder().decode(output.stderr));
-}
-
-/** `vyoma insert-password FILE USER --password-stdin`, the password piped in as a script would. */
-async function vyomaInsert(file: string, user: string, password: string): Promise<void> {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "--allow-read",
-      "--allow-write",
-      "main.ts",
-      "insert-password",
-      file,
-      user,
-      "--password-stdin",
-    ],
-    stdin: "piped",
-    stdout: "null",
-    stderr: "piped",
-  }).spawn();
-  const writer = child.stdin.getWriter();
-  await writer.write(encoder.encode(`${password}\n`));
-  await writer.close();
-  const { code, stderr } = await child.output();
-  assert.equal(code, 0, new TextDecoder().decode(stderr));
 }
 
 /** A temp directory with the path of a password file in it (not created), removed afterwards. */
@@ -174,8 +142,8 @@ interopTest(
   "password interop: a file vyoma insert-password wrote is accepted by the real mosquitto",
   async () => {
     await using file = await tempFile();
-    await vyomaInsert(file.path, "alice", "correct horse");
-    await vyomaInsert(file.path, "bob", "battery staple");
+    await insertedPassword(file.path, "alice", "correct horse");
+    await insertedPassword(file.path, "bob", "battery staple");
     {
       await using broker = await Mosquitto.started(file.path);
       assert.equal(await broker.accepts("alice", "correct horse"), true);
@@ -184,7 +152,7 @@ interopTest(
       assert.equal(await broker.accepts("mallory", "correct horse"), false);
     }
     // A changed password and a removed user, after Vyoma rewrote the file.
-    await vyomaInsert(file.path, "alice", "new horse");
+    await insertedPassword(file.path, "alice", "new horse");
     const removed = await new Deno.Command(Deno.execPath(), {
       args: ["run", "--allow-read", "--allow-write", "main.ts", "remove-password", file.path, "bob"],
     }).output();
@@ -202,7 +170,7 @@ interopTest(
     await using file = await tempFile();
     await mosquittoPasswd("-c", "-b", file.path, "alice", "correct horse");
     await mosquittoPasswd("-H", "sha512", "-b", file.path, "carol", "pw6");
-    await vyomaInsert(file.path, "bob", "battery staple");
+    await insertedPassword(file.path, "bob", "battery staple");
     await mosquittoPasswd("-b", file.path, "dave", "fourth");
     const passwords: Record<string, string> = {
       alice: "correct horse",
