@@ -51,8 +51,6 @@ export class ProxyHeaderReader {
   readonly #log: Logger;
   readonly #serve: ProxiedSocket;
   readonly #refused: (kind: string, line: string) => void;
-  /** Sockets still sending their header: a stopping listener closes them rather than wait for them. */
-  readonly #pending = new Set<net.Socket>();
 
   constructor(options: ProxyOptions, type: PeerInfo["transport"], log: Logger, serve: ProxiedSocket) {
     this.#options = options;
@@ -76,16 +74,12 @@ export class ProxyHeaderReader {
     if (!this.#options.trusted.some((range) => inRange(range, from))) {
       return refuse("not a trusted proxy (listener's proxy_trusted_sources)");
     }
-    this.#pending.add(socket);
-    const settled = () => this.#pending.delete(socket);
-    socket.once("close", settled);
     const parse = (bytes: Uint8Array) => {
       const parsed = parseProxyHeader(bytes);
       return parsed.kind === "incomplete" ? undefined : parsed;
     };
     const timeoutMs = this.#options.timeoutMs;
     readPreamble(socket, undefined, timeoutMs, parse, (parsed, bytes) => {
-      settled();
       if (parsed.kind === "invalid") return refuse(`bad PROXY header: ${parsed.reason}`);
       const header = parsed.header;
       if (header.command === "local") {
@@ -102,15 +96,7 @@ export class ProxyHeaderReader {
         ...(commonName !== undefined ? { certificate: { subject: `CN=${commonName}`, commonName } } : {}),
       };
       this.#serve(socket, peer, bytes.subarray(parsed.length));
-    }, () => {
-      settled();
-      refuse(`no PROXY header within ${timeoutMs / 1000} s`);
-    });
-  }
-
-  /** Closes the sockets still sending their header. */
-  dropPending(): void {
-    for (const socket of this.#pending) socket.destroy();
+    }, () => refuse(`no PROXY header within ${timeoutMs / 1000} s`));
   }
 }
 
@@ -145,7 +131,10 @@ export async function listenBehindProxy(
       }),
     );
   });
+  /** Front sockets still sending their header: a stopping listener closes them rather than wait for them. */
+  const pending = new Set<net.Socket>();
   const relay: ProxiedSocket = (socket, peer, rest) => {
+    pending.delete(socket);
     const upstream = net.connect({ host: "127.0.0.1", port: inner.port, noDelay: true });
     let local: string | undefined;
     upstream.once("connect", () => {
@@ -169,7 +158,11 @@ export async function listenBehindProxy(
     });
   };
   const reader = new ProxyHeaderReader(options, front.type, log, relay);
-  const server = net.createServer({ noDelay: true }, (socket) => reader.read(socket));
+  const server = net.createServer({ noDelay: true }, (socket) => {
+    pending.add(socket);
+    socket.once("close", () => pending.delete(socket));
+    reader.read(socket);
+  });
   try {
     await new Promise<void>((resolve, reject) => {
       server.once("error", reject);
@@ -191,7 +184,7 @@ export async function listenBehindProxy(
     port: (server.address() as net.AddressInfo).port,
     close() {
       closed ??= new Promise((done) => server.close(() => done()));
-      reader.dropPending();
+      for (const socket of pending) socket.destroy();
       return inner.close();
     },
     async drained() {
